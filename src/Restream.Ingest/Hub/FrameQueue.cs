@@ -1,0 +1,225 @@
+using System.Threading.Tasks.Sources;
+using Restream.Media;
+
+namespace Restream.Ingest.Hub;
+
+/// <summary>
+/// The bounded queue between a stream and one subscriber (a destination, a player). The producer
+/// never waits: when the subscriber falls behind past the limit, the queue drops its backlog and
+/// then everything up to the next keyframe, so the subscriber resumes on a decodable picture.
+/// Sequence headers and metadata are never dropped. One consumer; waiting does not allocate.
+/// </summary>
+public sealed class FrameQueue : IValueTaskSource<bool>
+{
+    private readonly object _gate = new();
+    private readonly Queue<MediaFrame> _items;
+    private readonly int _maxFrames;
+    private readonly long _maxBytes;
+    private ManualResetValueTaskSourceCore<bool> _signal = new() { RunContinuationsAsynchronously = true };
+    private long _bytes;
+    private bool _waiting;
+    private bool _completed;
+    private bool _awaitingKeyframe;
+
+    public FrameQueue(int maxFrames = 2048, long maxBytes = 32 * 1024 * 1024)
+    {
+        _maxFrames = maxFrames;
+        _maxBytes = maxBytes;
+        _items = new Queue<MediaFrame>(Math.Min(maxFrames, 256));
+    }
+
+    /// <summary>Frames dropped because this subscriber fell behind.</summary>
+    public long DroppedFrames { get; private set; }
+
+    /// <summary>How often the backlog was dropped (once per overflow).</summary>
+    public long Overflows { get; private set; }
+
+    public int Count
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _items.Count;
+            }
+        }
+    }
+
+    public bool IsCompleted
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _completed && _items.Count == 0;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Adds a frame; the queue takes over the caller's reference. <paramref name="isBoundary"/> says
+    /// the frame starts a decodable run (a video keyframe, or any audio frame of an audio-only stream).
+    /// </summary>
+    public void Enqueue(MediaFrame frame, bool isBoundary)
+    {
+        var wake = false;
+        lock (_gate)
+        {
+            if (_completed)
+            {
+                frame.Release();
+                return;
+            }
+
+            var essential = frame.IsSequenceHeader || frame.Kind == MediaKind.Data;
+            if (_awaitingKeyframe && !essential)
+            {
+                if (!isBoundary)
+                {
+                    DroppedFrames++;
+                    frame.Release();
+                    return;
+                }
+
+                _awaitingKeyframe = false;
+            }
+
+            if (!essential && (_items.Count >= _maxFrames || _bytes + frame.Length > _maxBytes))
+            {
+                DropBacklog();
+                if (!isBoundary)
+                {
+                    _awaitingKeyframe = true;
+                    DroppedFrames++;
+                    frame.Release();
+                    return;
+                }
+            }
+
+            _items.Enqueue(frame);
+            _bytes += frame.Length;
+            if (_waiting)
+            {
+                _waiting = false;
+                wake = true;
+            }
+        }
+
+        if (wake)
+        {
+            _signal.SetResult(true);
+        }
+    }
+
+    private void DropBacklog()
+    {
+        Overflows++;
+        var keep = 0;
+        var count = _items.Count;
+        for (var i = 0; i < count; i++)
+        {
+            var item = _items.Dequeue();
+            if (item.IsSequenceHeader || item.Kind == MediaKind.Data)
+            {
+                _items.Enqueue(item);
+                keep++;
+                continue;
+            }
+
+            _bytes -= item.Length;
+            DroppedFrames++;
+            item.Release();
+        }
+
+        _ = keep;
+    }
+
+    public bool TryDequeue(out MediaFrame frame)
+    {
+        lock (_gate)
+        {
+            if (_items.TryDequeue(out frame!))
+            {
+                _bytes -= frame.Length;
+                return true;
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>Completes when a frame is available (true) or the queue was completed and is empty (false).</summary>
+    public ValueTask<bool> WaitToReadAsync()
+    {
+        lock (_gate)
+        {
+            if (_items.Count > 0)
+            {
+                return new ValueTask<bool>(true);
+            }
+
+            if (_completed)
+            {
+                return new ValueTask<bool>(false);
+            }
+
+            _signal.Reset();
+            _waiting = true;
+            return new ValueTask<bool>(this, _signal.Version);
+        }
+    }
+
+    /// <summary>No more frames will come; a waiting reader wakes once the queue is empty.</summary>
+    public void Complete()
+    {
+        var wake = false;
+        lock (_gate)
+        {
+            if (_completed)
+            {
+                return;
+            }
+
+            _completed = true;
+            if (_waiting)
+            {
+                _waiting = false;
+                wake = true;
+            }
+        }
+
+        if (wake)
+        {
+            _signal.SetResult(false);
+        }
+    }
+
+    /// <summary>Completes the queue and releases whatever it still holds.</summary>
+    public void Clear()
+    {
+        Complete();
+        lock (_gate)
+        {
+            while (_items.TryDequeue(out var frame))
+            {
+                frame.Release();
+            }
+
+            _bytes = 0;
+        }
+    }
+
+    bool IValueTaskSource<bool>.GetResult(short token)
+    {
+        _ = _signal.GetResult(token);
+        lock (_gate)
+        {
+            return _items.Count > 0 || !_completed;
+        }
+    }
+
+    ValueTaskSourceStatus IValueTaskSource<bool>.GetStatus(short token) => _signal.GetStatus(token);
+
+    void IValueTaskSource<bool>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _signal.OnCompleted(continuation, state, token, flags);
+}

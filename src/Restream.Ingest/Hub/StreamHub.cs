@@ -1,0 +1,329 @@
+using System.Buffers;
+using Restream.Media;
+using Restream.Media.Amf;
+using Restream.Media.Codecs;
+
+namespace Restream.Ingest.Hub;
+
+/// <summary>What the hub knows about a live stream's media, from its sequence headers and metadata.</summary>
+public sealed record StreamMediaInfo(
+    string? VideoCodec, int Width, int Height, double? FrameRate, string? VideoProfile,
+    string? AudioCodec, int SampleRate, int Channels);
+
+/// <summary>
+/// One live stream: the publisher's frames in, every subscriber's bounded queue out. It keeps what
+/// a late subscriber needs to start cleanly (metadata, sequence headers, the current GOP) and never
+/// waits for a subscriber. Publishing and subscribing share one lock so a new subscriber gets the
+/// cached start and then every later frame, in order, with nothing missed or doubled.
+/// </summary>
+public sealed class StreamHub
+{
+    private readonly object _gate = new();
+    private readonly List<MediaFrame> _gop = [];
+    private readonly int _maxGopFrames;
+    private FrameQueue[] _subscribers = [];
+    private MediaFrame? _metadata;
+    private MediaFrame? _videoHeader;
+    private MediaFrame? _audioHeader;
+    private bool _gopOverflow;
+    private bool _ended;
+    private long _framesIn;
+    private long _bytesIn;
+    private long _videoFrames;
+
+    public StreamHub(string channelId, string name, string publisherRemote, TimeProvider time, int maxGopFrames = 1200)
+    {
+        ChannelId = channelId;
+        Name = name;
+        PublisherRemote = publisherRemote;
+        StartedAt = time.GetUtcNow();
+        _maxGopFrames = maxGopFrames;
+    }
+
+    public string ChannelId { get; }
+    public string Name { get; }
+    public string PublisherRemote { get; }
+    public DateTimeOffset StartedAt { get; }
+    public long FramesIn => Interlocked.Read(ref _framesIn);
+    public long VideoFramesIn => Interlocked.Read(ref _videoFrames);
+    public long BytesIn => Interlocked.Read(ref _bytesIn);
+    public bool HasVideo => _videoHeader is not null;
+    public StreamMediaInfo? Media { get; private set; }
+    public AmfObject? Metadata { get; private set; }
+    public bool Ended => _ended;
+    public int SubscriberCount => _subscribers.Length;
+
+    /// <summary>Raised once when the publisher has gone.</summary>
+    public event Action<StreamHub>? EndedEvent;
+
+    /// <summary>
+    /// Takes one frame from the publisher (taking over its reference) and hands it to every subscriber.
+    /// </summary>
+    public void Publish(MediaFrame frame)
+    {
+        Interlocked.Increment(ref _framesIn);
+        Interlocked.Add(ref _bytesIn, frame.Length);
+        lock (_gate)
+        {
+            if (_ended)
+            {
+                frame.Release();
+                return;
+            }
+
+            if (frame.Kind == MediaKind.Video && !frame.IsSequenceHeader)
+            {
+                Interlocked.Increment(ref _videoFrames);
+            }
+
+            Remember(frame);
+            var boundary = frame.IsKeyframe || (frame.Kind == MediaKind.Audio && _videoHeader is null);
+            foreach (var subscriber in _subscribers)
+            {
+                subscriber.Enqueue(frame.AddRef(), boundary);
+            }
+        }
+
+        frame.Release();
+    }
+
+    /// <summary>Sets the stream's metadata: an <c>onMetaData</c> data message body.</summary>
+    public void SetMetadata(MediaFrame frame, AmfObject metadata)
+    {
+        lock (_gate)
+        {
+            Metadata = metadata;
+            Replace(ref _metadata, frame.AddRef());
+            foreach (var subscriber in _subscribers)
+            {
+                subscriber.Enqueue(frame.AddRef(), false);
+            }
+        }
+
+        frame.Release();
+    }
+
+    private void Remember(MediaFrame frame)
+    {
+        if (frame.IsSequenceHeader)
+        {
+            if (frame.Kind == MediaKind.Video)
+            {
+                Replace(ref _videoHeader, frame.AddRef());
+            }
+            else
+            {
+                Replace(ref _audioHeader, frame.AddRef());
+            }
+
+            UpdateMediaInfo();
+            return;
+        }
+
+        if (frame.IsKeyframe)
+        {
+            ClearGop();
+            _gopOverflow = false;
+        }
+        else if (_gop.Count == 0 && HasVideo && frame.Kind == MediaKind.Video)
+        {
+            return; // no keyframe yet: nothing a new subscriber could decode
+        }
+
+        if (_gopOverflow)
+        {
+            return;
+        }
+
+        if (_gop.Count >= _maxGopFrames)
+        {
+            // A GOP longer than the cache: late subscribers wait for the next keyframe instead.
+            ClearGop();
+            _gopOverflow = true;
+            return;
+        }
+
+        if (frame.Kind != MediaKind.Data && (_gop.Count > 0 || frame.IsKeyframe || !HasVideo))
+        {
+            _gop.Add(frame.AddRef());
+        }
+    }
+
+    /// <summary>
+    /// Adds a subscriber. Its queue first receives metadata, sequence headers and the current GOP
+    /// (starting at a keyframe), then every frame published afterwards.
+    /// </summary>
+    public FrameQueue Subscribe(int maxFrames = 2048, long maxBytes = 32 * 1024 * 1024)
+    {
+        var queue = new FrameQueue(maxFrames, maxBytes);
+        lock (_gate)
+        {
+            if (_ended)
+            {
+                queue.Complete();
+                return queue;
+            }
+
+            if (_metadata is not null)
+            {
+                queue.Enqueue(_metadata.AddRef(), false);
+            }
+
+            if (_videoHeader is not null)
+            {
+                queue.Enqueue(_videoHeader.AddRef(), false);
+            }
+
+            if (_audioHeader is not null)
+            {
+                queue.Enqueue(_audioHeader.AddRef(), false);
+            }
+
+            foreach (var frame in _gop)
+            {
+                queue.Enqueue(frame.AddRef(), frame.IsKeyframe);
+            }
+
+            _subscribers = [.. _subscribers, queue];
+        }
+
+        return queue;
+    }
+
+    public void Unsubscribe(FrameQueue queue)
+    {
+        lock (_gate)
+        {
+            _subscribers = Array.FindAll(_subscribers, q => q != queue);
+        }
+
+        queue.Clear();
+    }
+
+    /// <summary>Ends the stream: subscribers drain what they have and then see the end.</summary>
+    public void End()
+    {
+        FrameQueue[] subscribers;
+        lock (_gate)
+        {
+            if (_ended)
+            {
+                return;
+            }
+
+            _ended = true;
+            subscribers = _subscribers;
+            ClearGop();
+            Replace(ref _metadata, null);
+            Replace(ref _videoHeader, null);
+            Replace(ref _audioHeader, null);
+        }
+
+        foreach (var subscriber in subscribers)
+        {
+            subscriber.Complete();
+        }
+
+        EndedEvent?.Invoke(this);
+    }
+
+    private void ClearGop()
+    {
+        foreach (var frame in _gop)
+        {
+            frame.Release();
+        }
+
+        _gop.Clear();
+    }
+
+    private static void Replace(ref MediaFrame? slot, MediaFrame? value)
+    {
+        slot?.Release();
+        slot = value;
+    }
+
+    private void UpdateMediaInfo()
+    {
+        string? videoCodec = null, profile = null, audioCodec = null;
+        int width = 0, height = 0, rate = 0, channels = 0;
+        double? fps = Metadata?.GetNumber("framerate");
+        if (_videoHeader is { } v)
+        {
+            var body = v.Payload.Span;
+            var codec = CodecName(body);
+            videoCodec = codec;
+            if (codec == "H264" && body.Length > 5)
+            {
+                try
+                {
+                    var record = AvcDecoderConfigurationRecord.Parse(body[5..]);
+                    if (record.SequenceParameterSets.Count > 0)
+                    {
+                        var sps = SequenceParameterSet.Parse(record.SequenceParameterSets[0]);
+                        width = sps.Width;
+                        height = sps.Height;
+                        profile = sps.ProfileName;
+                        fps ??= sps.FrameRate;
+                    }
+                }
+                catch (FormatException)
+                {
+                    // A sequence header we cannot read is still forwarded; the info stays empty.
+                }
+            }
+        }
+
+        if (_audioHeader is { } a)
+        {
+            var body = a.Payload.Span;
+            if (body.Length > 2 && body[0] >> 4 == Restream.Media.Flv.FlvMedia.AacSoundFormat)
+            {
+                try
+                {
+                    var asc = AudioSpecificConfig.Parse(body[2..]);
+                    audioCodec = "AAC";
+                    rate = asc.SampleRate;
+                    channels = asc.Channels;
+                }
+                catch (FormatException)
+                {
+                    audioCodec = "AAC";
+                }
+            }
+        }
+
+        Media = new StreamMediaInfo(videoCodec, width, height, fps, profile, audioCodec, rate, channels);
+    }
+
+    private static string CodecName(ReadOnlySpan<byte> body)
+    {
+        if ((body[0] & 0x80) != 0 && body.Length >= 5)
+        {
+            return System.Text.Encoding.ASCII.GetString(body.Slice(1, 4)) switch
+            {
+                "hvc1" => "HEVC",
+                "av01" => "AV1",
+                "vp09" => "VP9",
+                "avc1" => "H264",
+                var other => other,
+            };
+        }
+
+        return (body[0] & 0x0F) switch
+        {
+            7 => "H264",
+            12 => "HEVC",
+            var id => $"codec {id}",
+        };
+    }
+
+    /// <summary>Builds an <c>onMetaData</c> data body from the publisher's <c>@setDataFrame</c> arguments.</summary>
+    public static MediaFrame CreateMetadataFrame(uint timestamp, AmfObject metadata)
+    {
+        var body = new ArrayBufferWriter<byte>(512);
+        AmfWriter.WriteString(body, "onMetaData");
+        AmfWriter.WriteObject(body, metadata);
+        return MediaFrame.Copy(MediaKind.Data, timestamp, body.WrittenSpan);
+    }
+}

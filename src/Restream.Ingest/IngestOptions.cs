@@ -1,0 +1,32 @@
+namespace Restream.Ingest;
+
+/// <summary>Options of the RTMP listener (<c>Restream:Rtmp</c>).</summary>
+public sealed class RtmpIngestOptions
+{
+    /// <summary>TCP port for RTMP. 0 picks a free port (tests).</summary>
+    public int Port { get; set; } = 1935;
+
+    /// <summary>Address to listen on.</summary>
+    public string Address { get; set; } = "0.0.0.0";
+
+    /// <summary>The application name publishers use: <c>rtmp://host/{App}/{streamKey}</c>.</summary>
+    public string App { get; set; } = "live";
+
+    /// <summary>Chunk size we send with.</summary>
+    public int ChunkSize { get; set; } = 4096;
+
+    /// <summary>How long a connection may take from accept to publish or play.</summary>
+    public TimeSpan PublishTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>A publisher that sends nothing for this long is disconnected.</summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How often we ping connected peers (keeps NAT mappings alive, measures RTT).</summary>
+    public TimeSpan PingInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Most simultaneous RTMP connections this node accepts.</summary>
+    public int MaxConnections { get; set; } = 1000;
+
+    /// <summary>Whether <c>play</c> by channel name or stream key is allowed (players, transcode workers).</summary>
+    public bool AllowPlay { get; set; } = true;
+}

@@ -1,0 +1,325 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Restream.Media;
+using Restream.Media.Rtmp;
+
+namespace Restream.Ingest.Rtmp;
+
+/// <summary>
+/// One RTMP byte stream (a socket, or TLS over one) read and written through System.IO.Pipelines.
+/// It owns the chunk stream state both ways and answers protocol control itself (chunk size,
+/// acknowledgements, pings), so sessions above it see only commands and media. Shared by the
+/// ingest server's sessions and the relay's publishing client.
+/// </summary>
+public sealed class RtmpConnection : IAsyncDisposable
+{
+    /// <summary>The chunk size we send with; large enough that most audio frames are one chunk.</summary>
+    public const int DefaultOutChunkSize = 4096;
+
+    private readonly Stream _stream;
+    private readonly PipeReader _input;
+    private readonly PipeWriter _output;
+    private readonly ChunkStreamReader _chunks;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly TimeProvider _time;
+    private long _bytesReceived;
+    private long _bytesSent;
+    private uint _peerWindow = 2_500_000;
+    private long _lastAcknowledged;
+    private int _disposed;
+
+    public RtmpConnection(Stream stream, string remote, TimeProvider? time = null, int maxMessageLength = 0xFFFFFF)
+    {
+        _stream = stream;
+        Remote = remote;
+        _time = time ?? TimeProvider.System;
+        _input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 65536, minimumReadSize: 16384, leaveOpen: true));
+        _output = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 65536, leaveOpen: true));
+        _chunks = new ChunkStreamReader(maxMessageLength);
+        LastReceived = _time.GetTimestamp();
+    }
+
+    public string Remote { get; }
+    public int OutChunkSize { get; private set; } = 128;
+    public int InChunkSize => _chunks.ChunkSize;
+    public long BytesReceived => Interlocked.Read(ref _bytesReceived);
+    public long BytesSent => Interlocked.Read(ref _bytesSent);
+
+    /// <summary>The peer's acknowledgement of our bytes: how much of what we sent it has read.</summary>
+    public long BytesAcknowledged { get; private set; }
+
+    /// <summary>Timestamp (TimeProvider ticks) of the last byte received; for idle timeouts.</summary>
+    public long LastReceived { get; private set; }
+
+    /// <summary>Raised for each ping response with the round trip time.</summary>
+    public event Action<TimeSpan>? PingAnswered;
+
+    private long _pingSentAt;
+
+    /// <summary>The server side of the handshake: reads C0C1, answers S0S1S2, reads C2.</summary>
+    public async Task AcceptHandshakeAsync(CancellationToken cancellationToken)
+    {
+        var c0c1 = await ReadExactAsync(1 + RtmpHandshake.PacketSize, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var first = c0c1.First.Span;
+            var version = first[0];
+            if (version != RtmpHandshake.Version)
+            {
+                // 6 is encrypted RTMPE; anything else is not RTMP at all.
+                throw new RtmpProtocolException(version == 6
+                    ? "RTMPE (encrypted RTMP) is not supported; use RTMPS"
+                    : $"not an RTMP handshake (version byte 0x{version:X2})");
+            }
+
+            var c1 = new byte[RtmpHandshake.PacketSize];
+            c0c1.Slice(1).CopyTo(c1);
+            _input.AdvanceTo(c0c1.End);
+
+            var response = _output.GetSpan(1 + 2 * RtmpHandshake.PacketSize);
+            RtmpHandshake.WriteS0S1S2(c1, response, (uint)Environment.TickCount);
+            _output.Advance(1 + 2 * RtmpHandshake.PacketSize);
+            await FlushAsync(1 + 2 * RtmpHandshake.PacketSize, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            throw;
+        }
+
+        // C2 should echo S1; like nginx-rtmp and SRS we do not insist, as many encoders get it wrong.
+        var c2 = await ReadExactAsync(RtmpHandshake.PacketSize, cancellationToken).ConfigureAwait(false);
+        _input.AdvanceTo(c2.End);
+    }
+
+    /// <summary>The client side of the handshake (simple form, as OBS uses with most platforms).</summary>
+    public async Task ConnectHandshakeAsync(CancellationToken cancellationToken)
+    {
+        var span = _output.GetSpan(1 + RtmpHandshake.PacketSize);
+        RtmpHandshake.WriteC0C1(span, 0, digest: false);
+        _output.Advance(1 + RtmpHandshake.PacketSize);
+        await FlushAsync(1 + RtmpHandshake.PacketSize, cancellationToken).ConfigureAwait(false);
+
+        var s0s1s2 = await ReadExactAsync(1 + 2 * RtmpHandshake.PacketSize, cancellationToken).ConfigureAwait(false);
+        var version = s0s1s2.First.Span[0];
+        if (version != RtmpHandshake.Version)
+        {
+            throw new RtmpProtocolException($"server answered the handshake with version 0x{version:X2}");
+        }
+
+        var c2 = _output.GetSpan(RtmpHandshake.PacketSize);
+        s0s1s2.Slice(1, RtmpHandshake.PacketSize).CopyTo(c2); // C2 echoes S1
+        _output.Advance(RtmpHandshake.PacketSize);
+        _input.AdvanceTo(s0s1s2.End);
+        await FlushAsync(RtmpHandshake.PacketSize, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<ReadOnlySequence<byte>> ReadExactAsync(int count, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            if (result.Buffer.Length >= count)
+            {
+                Interlocked.Add(ref _bytesReceived, count);
+                LastReceived = _time.GetTimestamp();
+                return result.Buffer.Slice(0, count);
+            }
+
+            if (result.IsCompleted)
+            {
+                throw new RtmpProtocolException($"peer closed the connection during the handshake ({result.Buffer.Length} of {count} bytes)");
+            }
+
+            _input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
+    /// <summary>
+    /// Reads the next command or media message; protocol control is handled here. Returns false
+    /// when the peer closed the connection cleanly between messages.
+    /// </summary>
+    public async ValueTask<(bool Ok, RtmpMessage Message)> ReadMessageAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            var reader = new SequenceReader<byte>(buffer);
+            if (_chunks.TryReadMessage(ref reader, out var message))
+            {
+                _input.AdvanceTo(reader.Position);
+                var total = Interlocked.Add(ref _bytesReceived, reader.Consumed);
+                LastReceived = _time.GetTimestamp();
+                await AcknowledgeIfDueAsync(total, cancellationToken).ConfigureAwait(false);
+                if (await HandleControlAsync(message, cancellationToken).ConfigureAwait(false))
+                {
+                    message.Dispose();
+                    continue;
+                }
+
+                return (true, message);
+            }
+
+            _input.AdvanceTo(reader.Position, buffer.End);
+            if (result.IsCompleted)
+            {
+                if (buffer.Length > 0)
+                {
+                    throw new RtmpProtocolException($"peer closed the connection in the middle of a chunk ({buffer.Length} bytes left)");
+                }
+
+                return (false, default);
+            }
+        }
+    }
+
+    private async ValueTask AcknowledgeIfDueAsync(long total, CancellationToken cancellationToken)
+    {
+        if (_peerWindow == 0 || total - _lastAcknowledged < _peerWindow)
+        {
+            return;
+        }
+
+        _lastAcknowledged = total;
+        await WriteAsync(o => ProtocolControl.WriteAcknowledgement(o, (uint)total), cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask<bool> HandleControlAsync(RtmpMessage message, CancellationToken cancellationToken)
+    {
+        switch (message.TypeId)
+        {
+            case RtmpMessageType.SetChunkSize:
+                _chunks.SetChunkSize(ProtocolControl.ReadUInt32Body(message.Span));
+                return true;
+            case RtmpMessageType.Abort:
+                _chunks.Abort((int)ProtocolControl.ReadUInt32Body(message.Span));
+                return true;
+            case RtmpMessageType.Acknowledgement:
+                BytesAcknowledged = ProtocolControl.ReadUInt32Body(message.Span);
+                return true;
+            case RtmpMessageType.WindowAcknowledgementSize:
+                _peerWindow = ProtocolControl.ReadUInt32Body(message.Span);
+                return true;
+            case RtmpMessageType.SetPeerBandwidth:
+                return true;
+            case RtmpMessageType.UserControl:
+                var (type, value) = ProtocolControl.ReadUserControl(message.Span);
+                if (type == UserControlEvent.PingRequest)
+                {
+                    await WriteAsync(o => ProtocolControl.WriteUserControl(o, UserControlEvent.PingResponse, value), cancellationToken).ConfigureAwait(false);
+                }
+                else if (type == UserControlEvent.PingResponse && _pingSentAt != 0)
+                {
+                    PingAnswered?.Invoke(_time.GetElapsedTime(_pingSentAt));
+                    _pingSentAt = 0;
+                }
+
+                // Stream Begin/EOF and buffer length reach the session as-is: it may care.
+                return type is UserControlEvent.PingRequest or UserControlEvent.PingResponse;
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>Sends a ping request; the peer's answer raises <see cref="PingAnswered"/>.</summary>
+    public ValueTask SendPingAsync(CancellationToken cancellationToken)
+    {
+        _pingSentAt = _time.GetTimestamp();
+        return WriteAsync(o => ProtocolControl.WriteUserControl(o, UserControlEvent.PingRequest, (uint)Environment.TickCount), cancellationToken);
+    }
+
+    /// <summary>Announces and starts using a new outgoing chunk size.</summary>
+    public async ValueTask SetOutChunkSizeAsync(int chunkSize, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var before = _output.UnflushedBytes;
+            ProtocolControl.WriteSetChunkSize(_output, chunkSize);
+            OutChunkSize = chunkSize;
+            await FlushAsync((int)(_output.UnflushedBytes - before), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    public ValueTask SendCommandAsync(RtmpCommand command, uint streamId, CancellationToken cancellationToken) =>
+        WriteAsync(o => command.Write(o, OutChunkSize, streamId), cancellationToken);
+
+    /// <summary>Writes a whole message (built by the callback) under the write lock and flushes it.</summary>
+    public async ValueTask WriteAsync(Action<IBufferWriter<byte>> write, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var before = _output.UnflushedBytes;
+            write(_output);
+            await FlushAsync((int)(_output.UnflushedBytes - before), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Sends a media frame using its shared chunked bytes for our chunk size. The pipe's flush applies
+    /// back-pressure to this connection only: its own queue absorbs it, nobody else waits.
+    /// </summary>
+    public async ValueTask SendFrameAsync(MediaFrame frame, uint streamId, CancellationToken cancellationToken)
+    {
+        var chunked = frame.GetChunked(OutChunkSize, streamId, out _);
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            _output.Write(chunked.Span);
+            await FlushAsync(chunked.Length, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Sends a message body on a chunk stream (for data messages that differ per connection).</summary>
+    public ValueTask SendMessageAsync(int chunkStreamId, byte typeId, uint timestamp, uint streamId, ReadOnlyMemory<byte> body, CancellationToken cancellationToken) =>
+        WriteAsync(o => ChunkStreamWriter.WriteMessage(o, OutChunkSize, chunkStreamId, typeId, timestamp, streamId, body.Span), cancellationToken);
+
+    private async ValueTask FlushAsync(int bytes, CancellationToken cancellationToken)
+    {
+        var result = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (result.IsCompleted || result.IsCanceled)
+        {
+            throw new IOException("the connection is closed");
+        }
+
+        Interlocked.Add(ref _bytesSent, bytes);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await _input.CompleteAsync().ConfigureAwait(false);
+            await _output.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (IOException)
+        {
+            // The peer is gone; nothing more to say to it.
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        await _stream.DisposeAsync().ConfigureAwait(false);
+        _chunks.Dispose();
+        _writeLock.Dispose();
+    }
+}

@@ -1,0 +1,515 @@
+using System.Buffers;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Restream.Ingest.Hub;
+using Restream.Media;
+using Restream.Media.Amf;
+using Restream.Media.Flv;
+using Restream.Media.Rtmp;
+
+namespace Restream.Ingest.Rtmp;
+
+/// <summary>Where a server session stands; each state accepts only what makes sense in it.</summary>
+public enum SessionState
+{
+    Handshake,
+    AwaitingConnect,
+    Connected,
+    Publishing,
+    Playing,
+    Closed,
+}
+
+/// <summary>
+/// The server side of one RTMP connection: handshake, connect, then publish into a stream hub or
+/// play from one. Anything malformed or out of order closes this connection alone.
+/// </summary>
+public sealed partial class RtmpServerSession
+{
+    private const uint MediaStreamId = 1;
+    private static readonly byte[] SetDataFrameName = "@setDataFrame"u8.ToArray();
+
+    private readonly Socket _socket;
+    private readonly RtmpIngestOptions _options;
+    private readonly IChannelCatalog _catalog;
+    private readonly StreamRegistry _registry;
+    private readonly IngestCounters _counters;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly string _remote;
+    private RtmpConnection? _connection;
+    private StreamHub? _hub;
+    private FrameQueue? _playQueue;
+    private Task? _playLoop;
+    private string _streamLabel = "-";
+    private bool _isPublisher;
+
+    public RtmpServerSession(Socket socket, RtmpIngestOptions options, IChannelCatalog catalog, StreamRegistry registry,
+        IngestCounters counters, TimeProvider time, ILogger<RtmpServerSession> log)
+    {
+        _socket = socket;
+        _options = options;
+        _catalog = catalog;
+        _registry = registry;
+        _counters = counters;
+        _time = time;
+        _log = log;
+        var endpoint = socket.RemoteEndPoint as System.Net.IPEndPoint;
+        _remote = endpoint is null ? "?" : $"{(endpoint.Address.IsIPv4MappedToIPv6 ? endpoint.Address.MapToIPv4() : endpoint.Address)}:{endpoint.Port}";
+    }
+
+    public SessionState State { get; private set; } = SessionState.Handshake;
+
+    public async Task RunAsync(CancellationToken stoppingToken)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        await using var connection = new RtmpConnection(new NetworkStream(_socket, ownsSocket: true), _remote, _time);
+        _connection = connection;
+        var watchdog = WatchAsync(connection, cts);
+        try
+        {
+            await connection.AcceptHandshakeAsync(cts.Token).ConfigureAwait(false);
+            State = SessionState.AwaitingConnect;
+            while (true)
+            {
+                var (ok, message) = await connection.ReadMessageAsync(cts.Token).ConfigureAwait(false);
+                if (!ok)
+                {
+                    break;
+                }
+
+                if (message.TypeId is RtmpMessageType.Audio or RtmpMessageType.Video)
+                {
+                    // Media is handled in place: the body buffer moves into the hub without a copy.
+                    PublishMedia(ref message);
+                    message.Dispose();
+                    continue;
+                }
+
+                bool keepGoing;
+                try
+                {
+                    keepGoing = await HandleAsync(connection, message, cts.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    message.Dispose();
+                }
+
+                if (!keepGoing)
+                {
+                    break;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested && _closeReason is not null)
+        {
+            LogClosed(_log, _streamLabel, _remote, _closeReason);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (Exception e) when (e is RtmpProtocolException or AmfException or FormatException)
+        {
+            _counters.OnProtocolError();
+            LogProtocolError(_log, _streamLabel, _remote, e.Message);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
+            LogConnectionLost(_log, _streamLabel, _remote, e.Message);
+        }
+        finally
+        {
+            State = SessionState.Closed;
+            await cts.CancelAsync().ConfigureAwait(false);
+            await EndAsync().ConfigureAwait(false);
+            try
+            {
+                await watchdog.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+    }
+
+    private string? _closeReason;
+
+    /// <summary>Enforces the publish timeout and the idle timeout, and pings the peer now and then.</summary>
+    private async Task WatchAsync(RtmpConnection connection, CancellationTokenSource cts)
+    {
+        var started = _time.GetTimestamp();
+        var lastPing = started;
+        var tick = TimeSpan.FromMilliseconds(Math.Clamp(_options.PublishTimeout.TotalMilliseconds / 4, 100, 1000));
+        using var timer = new PeriodicTimer(tick, _time);
+        while (await timer.WaitForNextTickAsync(cts.Token).ConfigureAwait(false))
+        {
+            if (State is SessionState.Handshake or SessionState.AwaitingConnect or SessionState.Connected
+                && _time.GetElapsedTime(started) > _options.PublishTimeout)
+            {
+                _closeReason = $"no publish or play within {_options.PublishTimeout.TotalSeconds:0.#} s (Restream:Rtmp:PublishTimeout)";
+                await cts.CancelAsync().ConfigureAwait(false);
+                return;
+            }
+
+            if (State == SessionState.Publishing && _time.GetElapsedTime(connection.LastReceived) > _options.IdleTimeout)
+            {
+                _closeReason = $"publisher sent nothing for {_options.IdleTimeout.TotalSeconds:0.#} s (Restream:Rtmp:IdleTimeout)";
+                await cts.CancelAsync().ConfigureAwait(false);
+                return;
+            }
+
+            if (State is SessionState.Publishing or SessionState.Playing && _time.GetElapsedTime(lastPing) > _options.PingInterval)
+            {
+                lastPing = _time.GetTimestamp();
+                try
+                {
+                    await connection.SendPingAsync(cts.Token).ConfigureAwait(false);
+                }
+                catch (IOException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private async ValueTask<bool> HandleAsync(RtmpConnection connection, RtmpMessage message, CancellationToken cancellationToken)
+    {
+        switch (message.TypeId)
+        {
+            case RtmpMessageType.CommandAmf0:
+                return await HandleCommandAsync(connection, RtmpCommand.Parse(message.Payload), message.StreamId, cancellationToken).ConfigureAwait(false);
+            case RtmpMessageType.CommandAmf3:
+                // AMF3 command messages start with a format byte, then AMF0 (as FFmpeg and Flash send them).
+                return message.Length > 0 && await HandleCommandAsync(connection, RtmpCommand.Parse(message.Payload[1..]), message.StreamId, cancellationToken).ConfigureAwait(false);
+            case RtmpMessageType.DataAmf0:
+                if (State == SessionState.Publishing && _hub is not null)
+                {
+                    HandleData(message);
+                }
+
+                return true;
+            case RtmpMessageType.Aggregate:
+                if (State != SessionState.Publishing || _hub is null)
+                {
+                    throw new RtmpProtocolException("media before publish");
+                }
+
+                PublishAggregate(message);
+                return true;
+            case RtmpMessageType.UserControl:
+                return true; // set buffer length from players: nothing to do
+            default:
+                return true; // shared objects and the like: not used by encoders; ignored
+        }
+    }
+
+    private void PublishMedia(ref RtmpMessage message)
+    {
+        if (State != SessionState.Publishing || _hub is null)
+        {
+            throw new RtmpProtocolException("media before publish");
+        }
+
+        if (message.Length == 0)
+        {
+            return; // empty media messages carry nothing; FFmpeg sends them at times
+        }
+
+        var kind = (MediaKind)message.TypeId;
+        var timestamp = message.Timestamp;
+        var length = message.Length;
+        _hub.Publish(MediaFrame.Create(kind, timestamp, message.DetachBuffer(), length));
+    }
+
+    private void HandleData(RtmpMessage message)
+    {
+        var reader = new AmfReader(message.Payload);
+        var name = reader.ReadValue() as string;
+        if (name == "@setDataFrame")
+        {
+            name = reader.ReadValue() as string;
+        }
+
+        if (name != "onMetaData" || reader.End)
+        {
+            return;
+        }
+
+        if (reader.ReadValue() is AmfObject metadata)
+        {
+            _hub!.SetMetadata(StreamHub.CreateMetadataFrame(message.Timestamp, metadata), metadata);
+        }
+    }
+
+    /// <summary>Splits an aggregate message (RTMP 7.1.6) into the FLV tags it carries.</summary>
+    private void PublishAggregate(RtmpMessage message)
+    {
+        var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(message.Payload));
+        long offset = -1;
+        while (FlvReader.TryReadTag(ref reader, out var header, out var body))
+        {
+            if (offset < 0)
+            {
+                offset = (long)message.Timestamp - header.Timestamp;
+            }
+
+            if (header.Type is FlvTagType.Audio or FlvTagType.Video && body.Length > 0)
+            {
+                var buffer = ArrayPool<byte>.Shared.Rent((int)body.Length);
+                body.CopyTo(buffer);
+                _hub!.Publish(MediaFrame.Create((MediaKind)header.Type, (uint)(header.Timestamp + offset), buffer, (int)body.Length));
+            }
+        }
+    }
+
+    private async ValueTask<bool> HandleCommandAsync(RtmpConnection connection, RtmpCommand command, uint streamId, CancellationToken cancellationToken)
+    {
+        switch (command.Name)
+        {
+            case "connect":
+                return await ConnectAsync(connection, command, cancellationToken).ConfigureAwait(false);
+            case "releaseStream" or "FCPublish" or "FCUnpublish" or "getStreamLength" or "_checkbw":
+                RequireConnected(command.Name);
+                if (command.Name == "FCUnpublish" && State == SessionState.Publishing)
+                {
+                    await EndAsync().ConfigureAwait(false);
+                }
+
+                return true;
+            case "createStream":
+                RequireConnected(command.Name);
+                await connection.SendCommandAsync(new RtmpCommand("_result", command.TransactionId, null, [(double)MediaStreamId]), 0, cancellationToken).ConfigureAwait(false);
+                return true;
+            case "publish":
+                RequireConnected(command.Name);
+                return await PublishAsync(connection, command, cancellationToken).ConfigureAwait(false);
+            case "play":
+                RequireConnected(command.Name);
+                return await PlayAsync(connection, command, cancellationToken).ConfigureAwait(false);
+            case "deleteStream" or "closeStream":
+                var wasLive = State is SessionState.Publishing or SessionState.Playing;
+                await EndAsync().ConfigureAwait(false);
+                return !wasLive || command.Name == "closeStream";
+            default:
+                // Unknown commands (e.g. "onBWDone" checks) are ignored, as nginx-rtmp does.
+                return true;
+        }
+    }
+
+    private void RequireConnected(string command)
+    {
+        if (State is SessionState.Handshake or SessionState.AwaitingConnect)
+        {
+            throw new RtmpProtocolException($"\"{command}\" before connect");
+        }
+    }
+
+    private async ValueTask<bool> ConnectAsync(RtmpConnection connection, RtmpCommand command, CancellationToken cancellationToken)
+    {
+        if (State != SessionState.AwaitingConnect)
+        {
+            throw new RtmpProtocolException("second connect on one connection");
+        }
+
+        var app = (command.CommandObject as AmfObject)?.GetString("app") ?? string.Empty;
+        var appName = app.Split('?', 2)[0].TrimEnd('/');
+        if (!string.Equals(appName, _options.App, StringComparison.Ordinal))
+        {
+            LogUnknownApp(_log, _remote, appName, _options.App);
+            await connection.SendCommandAsync(new RtmpCommand("_error", command.TransactionId, null,
+                [new AmfObject { { "level", "error" }, { "code", RtmpStatus.ConnectRejected }, { "description", $"unknown application \"{appName}\"" } }]), 0, cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+
+        await connection.WriteAsync(o =>
+        {
+            ProtocolControl.WriteWindowAcknowledgementSize(o, 2_500_000);
+            ProtocolControl.WriteSetPeerBandwidth(o, 2_500_000, 2);
+        }, cancellationToken).ConfigureAwait(false);
+        await connection.SetOutChunkSizeAsync(_options.ChunkSize, cancellationToken).ConfigureAwait(false);
+        var encoding = (command.CommandObject as AmfObject)?.GetNumber("objectEncoding") ?? 0;
+        await connection.SendCommandAsync(new RtmpCommand("_result", command.TransactionId,
+            new AmfObject { { "fmsVer", "FMS/3,5,7,7009" }, { "capabilities", 31.0 }, { "mode", 1.0 } },
+            [new AmfObject { { "level", "status" }, { "code", RtmpStatus.ConnectSuccess }, { "description", "Connection succeeded." }, { "objectEncoding", encoding } }]),
+            0, cancellationToken).ConfigureAwait(false);
+        State = SessionState.Connected;
+        return true;
+    }
+
+    private async ValueTask<bool> PublishAsync(RtmpConnection connection, RtmpCommand command, CancellationToken cancellationToken)
+    {
+        if (State != SessionState.Connected)
+        {
+            throw new RtmpProtocolException("publish on a connection that already publishes or plays");
+        }
+
+        var key = (command.StringArgument(0) ?? string.Empty).Split('?', 2)[0];
+        var channel = key.Length == 0 ? null : await _catalog.FindByStreamKeyAsync(key, cancellationToken).ConfigureAwait(false);
+        if (channel is null)
+        {
+            _counters.OnRejectedKey();
+            LogBadKey(_log, _remote);
+            await SendStatusAsync(connection, "error", RtmpStatus.PublishBadName, "Unknown stream key.", cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+
+        _streamLabel = $"{_options.App}/{channel.Name}";
+        if (!_registry.TryStart(channel, _remote, _time, out var hub))
+        {
+            LogAlreadyLive(_log, _streamLabel, _remote, hub.PublisherRemote);
+            await SendStatusAsync(connection, "error", RtmpStatus.PublishBadName, "This channel is already live.", cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+
+        _hub = hub;
+        _isPublisher = true;
+        State = SessionState.Publishing;
+        await connection.WriteAsync(o => ProtocolControl.WriteUserControl(o, UserControlEvent.StreamBegin, MediaStreamId), cancellationToken).ConfigureAwait(false);
+        await SendStatusAsync(connection, "status", RtmpStatus.PublishStart, $"{channel.Name} is now published.", cancellationToken).ConfigureAwait(false);
+        LogPublishStarted(_log, _streamLabel, _remote);
+        return true;
+    }
+
+    private async ValueTask<bool> PlayAsync(RtmpConnection connection, RtmpCommand command, CancellationToken cancellationToken)
+    {
+        if (State != SessionState.Connected)
+        {
+            throw new RtmpProtocolException("play on a connection that already publishes or plays");
+        }
+
+        var name = (command.StringArgument(0) ?? string.Empty).Split('?', 2)[0];
+        var channel = !_options.AllowPlay || name.Length == 0 ? null
+            : await _catalog.FindByNameAsync(name, cancellationToken).ConfigureAwait(false)
+              ?? await _catalog.FindByStreamKeyAsync(name, cancellationToken).ConfigureAwait(false);
+        var hub = channel is null ? null : _registry.Find(channel.Name);
+        if (hub is null)
+        {
+            LogPlayNotFound(_log, _remote);
+            await SendStatusAsync(connection, "error", RtmpStatus.PlayStreamNotFound, "No such live stream.", cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+
+        _streamLabel = $"{_options.App}/{channel!.Name}";
+        _hub = hub;
+        State = SessionState.Playing;
+        await connection.WriteAsync(o =>
+        {
+            ProtocolControl.WriteUserControl(o, UserControlEvent.StreamIsRecorded, MediaStreamId);
+            ProtocolControl.WriteUserControl(o, UserControlEvent.StreamBegin, MediaStreamId);
+        }, cancellationToken).ConfigureAwait(false);
+        await SendStatusAsync(connection, "status", RtmpStatus.PlayReset, "Playing and resetting.", cancellationToken).ConfigureAwait(false);
+        await SendStatusAsync(connection, "status", RtmpStatus.PlayStart, $"Started playing {channel.Name}.", cancellationToken).ConfigureAwait(false);
+        var access = new ArrayBufferWriter<byte>(64);
+        AmfWriter.WriteString(access, "|RtmpSampleAccess");
+        AmfWriter.WriteBoolean(access, true);
+        AmfWriter.WriteBoolean(access, true);
+        await connection.SendMessageAsync(RtmpChunkStreams.Data, RtmpMessageType.DataAmf0, 0, MediaStreamId, access.WrittenMemory, cancellationToken).ConfigureAwait(false);
+
+        _playQueue = hub.Subscribe();
+        _playLoop = SendPlayAsync(connection, _playQueue, cancellationToken);
+        LogPlayStarted(_log, _streamLabel, _remote);
+        return true;
+    }
+
+    private async Task SendPlayAsync(RtmpConnection connection, FrameQueue queue, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (await queue.WaitToReadAsync().ConfigureAwait(false))
+            {
+                while (queue.TryDequeue(out var frame))
+                {
+                    try
+                    {
+                        await connection.SendFrameAsync(frame, MediaStreamId, cancellationToken).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        frame.Release();
+                    }
+                }
+            }
+
+            await SendStatusAsync(connection, "status", RtmpStatus.PlayUnpublishNotify, "The stream ended.", cancellationToken).ConfigureAwait(false);
+            await connection.WriteAsync(o => ProtocolControl.WriteUserControl(o, UserControlEvent.StreamEof, MediaStreamId), cancellationToken).ConfigureAwait(false);
+            // The player closes when it has read everything; if it does not, the socket goes with the session.
+            _socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException or InvalidOperationException)
+        {
+            // The player went away; the read loop ends the session.
+        }
+    }
+
+    private static ValueTask SendStatusAsync(RtmpConnection connection, string level, string code, string description, CancellationToken cancellationToken) =>
+        connection.SendCommandAsync(RtmpCommand.OnStatus(level, code, description), MediaStreamId, cancellationToken);
+
+    private async ValueTask EndAsync()
+    {
+        var hub = _hub;
+        _hub = null;
+        if (hub is null)
+        {
+            return;
+        }
+
+        if (_isPublisher)
+        {
+            _isPublisher = false;
+            _registry.Stop(hub);
+            LogPublishEnded(_log, _streamLabel, _remote, hub.FramesIn, hub.BytesIn);
+        }
+
+        if (_playQueue is { } queue)
+        {
+            _playQueue = null;
+            hub.Unsubscribe(queue);
+            if (_playLoop is { } loop)
+            {
+                await loop.ConfigureAwait(false);
+            }
+
+            LogPlayEnded(_log, _streamLabel, _remote);
+        }
+
+        if (State != SessionState.Closed)
+        {
+            State = SessionState.Connected;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} started")]
+    private static partial void LogPublishStarted(ILogger logger, string stream, string remote);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} stopped after {Frames} frames, {Bytes} bytes")]
+    private static partial void LogPublishEnded(ILogger logger, string stream, string remote, long frames, long bytes);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "publish refused from {Remote}: unknown stream key")]
+    private static partial void LogBadKey(ILogger logger, string remote);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "[stream {Stream}] second publisher {Remote} refused: already live from {Publisher}")]
+    private static partial void LogAlreadyLive(ILogger logger, string stream, string remote, string publisher);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "connect from {Remote} refused: unknown application \"{App}\" (expected \"{Expected}\")")]
+    private static partial void LogUnknownApp(ILogger logger, string remote, string app, string expected);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] player {Remote} started")]
+    private static partial void LogPlayStarted(ILogger logger, string stream, string remote);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] player {Remote} stopped")]
+    private static partial void LogPlayEnded(ILogger logger, string stream, string remote);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "play refused from {Remote}: no such live stream")]
+    private static partial void LogPlayNotFound(ILogger logger, string remote);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "[stream {Stream}] closing {Remote}: protocol error: {Error}")]
+    private static partial void LogProtocolError(ILogger logger, string stream, string remote, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] connection {Remote} lost: {Error}")]
+    private static partial void LogConnectionLost(ILogger logger, string stream, string remote, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] closing {Remote}: {Reason}")]
+    private static partial void LogClosed(ILogger logger, string stream, string remote, string reason);
+}

@@ -1,0 +1,238 @@
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Logging;
+using Restream.Ingest;
+using Restream.Ingest.Hub;
+using Restream.Media.Rtmp;
+
+namespace Restream.Relay;
+
+/// <summary>Where a destination stands.</summary>
+public enum DestinationState
+{
+    /// <summary>Not started (the stream is not live, or the destination is disabled).</summary>
+    Idle,
+    /// <summary>Opening the connection and publishing.</summary>
+    Connecting,
+    /// <summary>Publishing; frames flow.</summary>
+    Live,
+    /// <summary>Lost or could not reach the destination; trying again soon.</summary>
+    Retrying,
+    /// <summary>The destination refused us (wrong key, unknown app); trying again after a long wait.</summary>
+    Failed,
+}
+
+/// <summary>A point-in-time view of one destination of a live stream.</summary>
+public sealed record DestinationStatus(
+    string Id, string Name, string Url, DestinationState State, long BytesSent, long FramesSent, long FramesDropped,
+    long Reconnects, TimeSpan Uptime, string? LastError);
+
+/// <summary>
+/// Pushes one live stream to one destination: subscribes to the stream's hub with its own bounded
+/// queue, publishes over RTMP(S), and reconnects with exponential backoff and jitter until the
+/// stream ends or the pusher is stopped. Its failures never touch the stream or other destinations.
+/// </summary>
+public sealed partial class DestinationPusher
+{
+    private readonly StreamHub _hub;
+    private readonly DestinationConfig _destination;
+    private readonly RelayOptions _options;
+    private readonly X509Certificate2Collection? _extraTrust;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly string _label;
+    private long _bytesSent;
+    private long _framesSent;
+    private long _framesDropped;
+    private long _reconnects;
+    private long _liveSince;
+    private volatile string? _lastError;
+    private volatile DestinationState _state = DestinationState.Idle;
+
+    public DestinationPusher(StreamHub hub, DestinationConfig destination, RelayOptions options,
+        X509Certificate2Collection? extraTrust, TimeProvider time, ILogger<DestinationPusher> log)
+    {
+        _hub = hub;
+        _destination = destination;
+        _options = options;
+        _extraTrust = extraTrust;
+        _time = time;
+        _log = log;
+        _label = $"{hub.Name}→{destination.Name}";
+    }
+
+    public DestinationConfig Destination => _destination;
+    public DestinationState State => _state;
+
+    /// <summary>Raised on every state change (for webhooks, metrics and the UI).</summary>
+    public event Action<DestinationPusher, DestinationState>? StateChanged;
+
+    public DestinationStatus GetStatus()
+    {
+        var since = Interlocked.Read(ref _liveSince);
+        return new DestinationStatus(_destination.Id, _destination.Name, _destination.SafeUrl, _state,
+            Interlocked.Read(ref _bytesSent), Interlocked.Read(ref _framesSent), Interlocked.Read(ref _framesDropped),
+            Interlocked.Read(ref _reconnects), _state == DestinationState.Live && since != 0 ? _time.GetElapsedTime(since) : TimeSpan.Zero,
+            _lastError);
+    }
+
+    /// <summary>Delay before attempt <paramref name="attempt"/> (0-based): exponential, capped, with jitter.</summary>
+    public static TimeSpan Backoff(int attempt, TimeSpan initial, TimeSpan max, double random)
+    {
+        var exponential = initial.TotalMilliseconds * Math.Pow(2, Math.Min(attempt, 20));
+        var capped = Math.Min(exponential, max.TotalMilliseconds);
+        // "Equal jitter": half fixed, half random, so retries spread out yet never wait too long.
+        return TimeSpan.FromMilliseconds(capped / 2 + capped / 2 * random);
+    }
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var target = PublishTarget.From(_destination.Url, _destination.Key);
+        var attempt = 0;
+        while (!cancellationToken.IsCancellationRequested && !_hub.Ended)
+        {
+            SetState(DestinationState.Connecting);
+            var rejected = false;
+            var wasLive = false;
+            try
+            {
+                wasLive = await PushOnceAsync(target, cancellationToken).ConfigureAwait(false);
+                if (_hub.Ended || cancellationToken.IsCancellationRequested)
+                {
+                    break;
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (DestinationRejectedException e)
+            {
+                rejected = true;
+                _lastError = e.Message;
+                LogRejected(_log, _label, _destination.SafeUrl, e.Message);
+            }
+            catch (Exception e) when (e is IOException or SocketException or RtmpProtocolException or TimeoutException
+                or AuthenticationException or OperationCanceledException or Media.Amf.AmfException or ObjectDisposedException)
+            {
+                _lastError = e is OperationCanceledException ? "timed out connecting" : e.Message;
+                LogFailed(_log, _label, _destination.SafeUrl, _lastError);
+            }
+
+            attempt = wasLive ? 0 : attempt + 1;
+            Interlocked.Increment(ref _reconnects);
+            SetState(rejected ? DestinationState.Failed : DestinationState.Retrying);
+            var delay = rejected
+                ? _options.RejectedBackoff
+                : Backoff(attempt, _options.InitialBackoff, _options.MaxBackoff, Random.Shared.NextDouble());
+            try
+            {
+                await Task.Delay(delay, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+
+        SetState(DestinationState.Idle);
+    }
+
+    /// <summary>One connection: returns whether it got live; throws on failure.</summary>
+    private async Task<bool> PushOnceAsync(PublishTarget target, CancellationToken cancellationToken)
+    {
+        RtmpPublishClient client;
+        using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            connectTimeout.CancelAfter(_options.ConnectTimeout);
+            client = await RtmpPublishClient.ConnectAsync(target, _extraTrust, _time, connectTimeout.Token).ConfigureAwait(false);
+        }
+
+        await using (client.ConfigureAwait(false))
+        {
+            var queue = _hub.Subscribe(_options.QueueFrames, _options.QueueBytes);
+            Interlocked.Exchange(ref _liveSince, _time.GetTimestamp());
+            _lastError = null;
+            SetState(DestinationState.Live);
+            LogLive(_log, _label, _destination.SafeUrl);
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var reader = client.ReadUntilClosedAsync(stop.Token);
+            var droppedBefore = 0L;
+            try
+            {
+                var sending = SendAsync(client, queue, stop.Token);
+                var first = await Task.WhenAny(sending, reader).ConfigureAwait(false);
+                if (first == reader)
+                {
+                    await stop.CancelAsync().ConfigureAwait(false);
+                    await reader.ConfigureAwait(false); // throws why the destination went away
+                }
+
+                await sending.ConfigureAwait(false);
+                // The stream ended and everything queued was sent: say goodbye properly.
+                using var bye = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                await client.UnpublishAsync(target.StreamName, bye.Token).ConfigureAwait(false);
+                return true;
+            }
+            finally
+            {
+                droppedBefore = queue.DroppedFrames;
+                Interlocked.Add(ref _framesDropped, droppedBefore);
+                _hub.Unsubscribe(queue);
+                await stop.CancelAsync().ConfigureAwait(false);
+                try
+                {
+                    await reader.ConfigureAwait(false);
+                }
+                catch (Exception)
+                {
+                    // Already reported through the send path or irrelevant once we are closing.
+                }
+            }
+        }
+    }
+
+    private async Task SendAsync(RtmpPublishClient client, FrameQueue queue, CancellationToken cancellationToken)
+    {
+        var connection = client.Connection;
+        while (await queue.WaitToReadAsync().ConfigureAwait(false))
+        {
+            while (queue.TryDequeue(out var frame))
+            {
+                try
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var before = connection.BytesSent;
+                    await client.SendFrameAsync(frame, cancellationToken).ConfigureAwait(false);
+                    Interlocked.Add(ref _bytesSent, connection.BytesSent - before);
+                    Interlocked.Increment(ref _framesSent);
+                }
+                finally
+                {
+                    frame.Release();
+                }
+            }
+        }
+    }
+
+    private void SetState(DestinationState state)
+    {
+        if (_state == state)
+        {
+            return;
+        }
+
+        _state = state;
+        StateChanged?.Invoke(this, state);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[destination {Destination}] live on {Url}")]
+    private static partial void LogLive(ILogger logger, string destination, string url);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "[destination {Destination}] {Url} failed: {Error}; retrying")]
+    private static partial void LogFailed(ILogger logger, string destination, string url, string error);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "[destination {Destination}] {Url} refused the stream: {Error} (check the destination's key and URL)")]
+    private static partial void LogRejected(ILogger logger, string destination, string url, string error);
+}

@@ -1,0 +1,35 @@
+namespace Restream.Relay;
+
+/// <summary>Options of the outgoing pushers (<c>Restream:Relay</c>).</summary>
+public sealed class RelayOptions
+{
+    /// <summary>First wait before reconnecting a failed destination.</summary>
+    public TimeSpan InitialBackoff { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>
+    /// Longest wait between reconnect attempts for network failures. Kept short by default so a
+    /// destination that comes back is live again within about a second.
+    /// </summary>
+    public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Wait after a destination refused us (bad key, unknown app): retrying fast will not help.</summary>
+    public TimeSpan RejectedBackoff { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Time allowed for TCP connect, TLS and the RTMP handshake through publish.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Frames a destination may fall behind before it drops a GOP.</summary>
+    public int QueueFrames { get; set; } = 1024;
+
+    /// <summary>Bytes a destination may fall behind before it drops a GOP.</summary>
+    public long QueueBytes { get; set; } = 16 * 1024 * 1024;
+
+    /// <summary>
+    /// A PEM file of extra CA or self-signed certificates to trust for rtmps:// destinations (an
+    /// owner's own SRS with a private CA). The system store is always trusted too.
+    /// </summary>
+    public string? TrustedCertificateFile { get; set; }
+
+    /// <summary>How long an ending stream's pushers may take to send what they still hold.</summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(5);
+}

@@ -1,0 +1,50 @@
+using Microsoft.Extensions.Options;
+using Restream.Ingest;
+using Restream.Ingest.Hub;
+using Restream.Ingest.Rtmp;
+using Restream.Relay;
+
+namespace Restream.Server;
+
+/// <summary>Builds the server: every role in one process unless configured otherwise.</summary>
+public static class RestreamApp
+{
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"])
+            && string.IsNullOrEmpty(builder.Configuration["Kestrel:Endpoints:Http:Url"]))
+        {
+            builder.WebHost.UseUrls("http://0.0.0.0:8080");
+        }
+
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss.fff ";
+        });
+
+        var services = builder.Services;
+        services.AddSingleton(TimeProvider.System);
+        services.AddOptions<RtmpIngestOptions>().Bind(builder.Configuration.GetSection("Restream:Rtmp")).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<RtmpIngestOptions>, RtmpIngestOptionsValidator>();
+        services.AddOptions<ChannelsOptions>().Bind(builder.Configuration.GetSection("Restream")).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<ChannelsOptions>, ChannelsOptionsValidator>();
+        services.AddOptions<RelayOptions>().Bind(builder.Configuration.GetSection("Restream:Relay")).ValidateOnStart();
+        services.AddSingleton<IChannelCatalog>(sp => sp.GetRequiredService<IOptions<ChannelsOptions>>().Value.ToCatalog());
+        services.AddSingleton<StreamRegistry>();
+        services.AddSingleton<IngestCounters>();
+        services.AddSingleton<RtmpServer>();
+        services.AddHostedService(sp => sp.GetRequiredService<RtmpServer>());
+        services.AddSingleton<RelayService>();
+        services.AddHostedService(sp => sp.GetRequiredService<RelayService>());
+        configure?.Invoke(builder);
+
+        var app = builder.Build();
+        app.MapGet("/healthz", () => Results.Ok(new { status = "ok" }));
+        app.MapGet("/readyz", async (RtmpServer rtmp) =>
+            rtmp.BoundEndpoint.IsCompletedSuccessfully ? Results.Ok(new { status = "ready", rtmp = (await rtmp.BoundEndpoint).ToString() })
+            : Results.Json(new { status = "starting" }, statusCode: 503));
+        return app;
+    }
+}
