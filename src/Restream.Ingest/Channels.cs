@@ -7,7 +7,20 @@ namespace Restream.Ingest;
 public sealed record DestinationConfig(string Id, string Name, Uri Url, string? Key, bool Enabled)
 {
     /// <summary>The URL for logs and listings: scheme, host, port and app only; never the key.</summary>
-    public string SafeUrl => $"{Url.Scheme}://{Url.Host}:{Url.Port}{Url.AbsolutePath}";
+    public string SafeUrl
+    {
+        get
+        {
+            // With no separate key the key is the URL's last path segment: leave it out.
+            var path = Url.AbsolutePath.TrimEnd('/');
+            if (string.IsNullOrEmpty(Key) && path.LastIndexOf('/') is > 0 and var cut)
+            {
+                path = path[..cut];
+            }
+
+            return $"{Url.Scheme}://{Url.Host}:{Url.Port}{path}";
+        }
+    }
 }
 
 /// <summary>A channel: one stream key, one live stream at a time, its destinations.</summary>

@@ -1,0 +1,187 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using Restream.Ingest.Hub;
+using Restream.IntegrationTests.Infrastructure;
+using Restream.Media.Amf;
+using Restream.Media.Rtmp;
+using Restream.Relay;
+
+namespace Restream.IntegrationTests;
+
+/// <summary>A server with one stream live from real ffmpeg for the whole class, abused from the side.</summary>
+public sealed class LiveServerFixture : IAsyncLifetime
+{
+    public const string Key = "robust_key_13579";
+    public RestreamServer Server { get; private set; } = null!;
+    public ExternalProcess Publisher { get; private set; } = null!;
+    public StreamHub Hub { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        Server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "robust",
+            ["Restream:Channels:0:StreamKey"] = Key,
+            ["Restream:Rtmp:PublishTimeout"] = "00:00:02",
+        });
+        Publisher = Ffmpeg.Publish(Server.PublishUrl(Key), 120, size: "640x360", bitrateKbps: 800);
+        if (!await TestPorts.EventuallyAsync(() => Server.Streams.Find("robust") is { FramesIn: > 30 }, TimeSpan.FromSeconds(15)))
+        {
+            throw new InvalidOperationException($"publisher did not go live: {Publisher.Tail()}\n{Server.Log.Text}");
+        }
+
+        Hub = Server.Streams.Find("robust")!;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Publisher.DisposeAsync();
+        await Server.DisposeAsync();
+    }
+}
+
+public sealed class IngestRobustnessTests(LiveServerFixture fixture) : IClassFixture<LiveServerFixture>
+{
+    private RestreamServer Server => fixture.Server;
+
+    public static TheoryData<string> Abuses => ["garbage", "truncated-handshake", "chunk-size-0", "chunk-size-2^31", "amf-string-too-long", "media-before-publish", "fmt3-first"];
+
+    [Theory]
+    [MemberData(nameof(Abuses))]
+    public async Task Bad_input_closes_only_that_connection_while_the_live_stream_flows(string abuse)
+    {
+        var framesBefore = fixture.Hub.FramesIn;
+        using var client = new TcpClient();
+        await client.ConnectAsync("127.0.0.1", Server.RtmpPort);
+        var stream = client.GetStream();
+        switch (abuse)
+        {
+            case "garbage":
+                var garbage = new byte[4096];
+                new Random(7).NextBytes(garbage);
+                garbage[0] = 0x47; // not version 3
+                await stream.WriteAsync(garbage);
+                break;
+            case "truncated-handshake":
+                await stream.WriteAsync(new byte[] { 3 }.Concat(new byte[100]).ToArray());
+                break;
+            case "chunk-size-0":
+                await HandshakeAsync(stream);
+                await SendAsync(stream, o => ProtocolControl.WriteSetChunkSize(o, 0));
+                break;
+            case "chunk-size-2^31":
+                await HandshakeAsync(stream);
+                await SendAsync(stream, o => ProtocolControl.WriteSetChunkSize(o, int.MinValue)); // 0x80000000
+                break;
+            case "amf-string-too-long":
+                await HandshakeAsync(stream);
+                // A command whose AMF0 string claims 1000 bytes in a 20-byte message.
+                var body = new byte[20];
+                body[0] = (byte)Amf0Marker.String;
+                BinaryPrimitives.WriteUInt16BigEndian(body.AsSpan(1), 1000);
+                "connect"u8.CopyTo(body.AsSpan(3));
+                await SendAsync(stream, o => ChunkStreamWriter.WriteMessage(o, 128, 3, RtmpMessageType.CommandAmf0, 0, 0, body));
+                break;
+            case "media-before-publish":
+                await HandshakeAsync(stream);
+                await SendAsync(stream, o => ChunkStreamWriter.WriteMessage(o, 128, 6, RtmpMessageType.Video, 0, 1, new byte[] { 0x17, 1, 0, 0, 0 }));
+                break;
+            case "fmt3-first":
+                await HandshakeAsync(stream);
+                await stream.WriteAsync(new byte[] { 0xC3, 1, 2, 3 });
+                break;
+        }
+
+        Assert.True(await ClosedByServerAsync(stream, TimeSpan.FromSeconds(5)), $"{abuse}: the server kept the connection open");
+        var framesAfter = fixture.Hub.FramesIn;
+        Assert.True(await TestPorts.EventuallyAsync(() => fixture.Hub.FramesIn > framesAfter + 10, TimeSpan.FromSeconds(5)),
+            $"{abuse}: the live stream stopped flowing");
+        Assert.False(fixture.Hub.Ended);
+        Assert.Same(fixture.Hub, Server.Streams.Find("robust"));
+        Assert.True(framesAfter >= framesBefore);
+    }
+
+    [Fact]
+    public async Task Second_publisher_on_a_live_key_is_refused_and_the_first_keeps_going()
+    {
+        var target = new PublishTarget(new Uri($"rtmp://127.0.0.1:{Server.RtmpPort}/live"), LiveServerFixture.Key);
+        var e = await Assert.ThrowsAsync<DestinationRejectedException>(() =>
+            RtmpPublishClient.ConnectAsync(target, null, TimeProvider.System, CancellationToken.None));
+        Assert.Contains(RtmpStatus.PublishBadName, e.Message);
+        var frames = fixture.Hub.FramesIn;
+        Assert.True(await TestPorts.EventuallyAsync(() => fixture.Hub.FramesIn > frames + 10, TimeSpan.FromSeconds(5)));
+        Assert.Same(fixture.Hub, Server.Streams.Find("robust"));
+    }
+
+    [Fact]
+    public async Task Wrong_stream_key_gets_BadName_and_is_not_logged()
+    {
+        const string wrongKey = "not-the-key-24680";
+        var target = new PublishTarget(new Uri($"rtmp://127.0.0.1:{Server.RtmpPort}/live"), wrongKey);
+        var rejectedBefore = Server.Counters.RejectedKeys;
+        var e = await Assert.ThrowsAsync<DestinationRejectedException>(() =>
+            RtmpPublishClient.ConnectAsync(target, null, TimeProvider.System, CancellationToken.None));
+        Assert.Contains(RtmpStatus.PublishBadName, e.Message);
+        Assert.Equal(rejectedBefore + 1, Server.Counters.RejectedKeys);
+        Assert.DoesNotContain(wrongKey, Server.Log.Text);
+        Assert.DoesNotContain(LiveServerFixture.Key, Server.Log.Text);
+    }
+
+    [Fact]
+    public async Task Ffmpeg_can_play_the_live_stream_from_ingest()
+    {
+        // Playing by channel name, as a player or a transcode worker does.
+        var url = $"rtmp://127.0.0.1:{Server.RtmpPort}/live/robust";
+        var (code, output) = await ExternalProcess.RunAsync("ffmpeg",
+            ["-hide_banner", "-nostdin", "-loglevel", "info", "-i", url, "-t", "3", "-f", "null", "-"], TimeSpan.FromSeconds(30));
+        Assert.True(code == 0, output);
+        Assert.Contains("Video: h264", output);
+        Assert.Contains("640x360", output);
+        Assert.Contains("Audio: aac", output);
+        var frames = System.Text.RegularExpressions.Regex.Matches(output, @"frame=\s*(\d+)");
+        Assert.True(frames.Count > 0 && int.Parse(frames[^1].Groups[1].Value) >= 80, output);
+    }
+
+    private static async Task HandshakeAsync(NetworkStream stream)
+    {
+        var c0c1 = new byte[1 + RtmpHandshake.PacketSize];
+        RtmpHandshake.WriteC0C1(c0c1, 0, digest: false);
+        await stream.WriteAsync(c0c1);
+        var s0s1s2 = new byte[1 + 2 * RtmpHandshake.PacketSize];
+        await stream.ReadExactlyAsync(s0s1s2);
+        await stream.WriteAsync(s0s1s2.AsMemory(1, RtmpHandshake.PacketSize));
+    }
+
+    private static async Task SendAsync(NetworkStream stream, Action<IBufferWriter<byte>> write)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        write(buffer);
+        await stream.WriteAsync(buffer.WrittenMemory);
+    }
+
+    /// <summary>True when the server closes (EOF or reset) within the timeout; what it sends before is read and dropped.</summary>
+    private static async Task<bool> ClosedByServerAsync(NetworkStream stream, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        var buffer = new byte[8192];
+        try
+        {
+            while (true)
+            {
+                if (await stream.ReadAsync(buffer, cts.Token) == 0)
+                {
+                    return true;
+                }
+            }
+        }
+        catch (IOException)
+        {
+            return true; // reset
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+}
