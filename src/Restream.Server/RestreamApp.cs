@@ -12,6 +12,20 @@ public static class RestreamApp
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
         var builder = WebApplication.CreateBuilder(args);
+
+        // --config path/to/restream.json (or RESTREAM_CONFIG): the operator's file, under the command line.
+        var configFile = builder.Configuration["config"] ?? Environment.GetEnvironmentVariable("RESTREAM_CONFIG");
+        if (!string.IsNullOrEmpty(configFile))
+        {
+            if (!File.Exists(configFile))
+            {
+                throw new OptionsValidationException("config", typeof(object), [$"config file \"{configFile}\" does not exist (--config / RESTREAM_CONFIG)"]);
+            }
+
+            builder.Configuration.AddJsonFile(Path.GetFullPath(configFile), optional: false, reloadOnChange: false);
+            builder.Configuration.AddEnvironmentVariables();
+            builder.Configuration.AddCommandLine(args);
+        }
         if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"])
             && string.IsNullOrEmpty(builder.Configuration["Kestrel:Endpoints:Http:Url"]))
         {

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every Restream test on a Debian/Ubuntu machine: installs the real peers the tests drive
+# (ffmpeg, nginx with the RTMP module, stunnel, openssl, socat) when they are missing, then runs
+# the whole .NET test suite. Safe to run again; the tests start and stop their own servers on
+# free loopback ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(ffmpeg nginx libnginx-mod-rtmp stunnel4 openssl socat)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v dotnet >/dev/null 2>&1; then
+  echo "dotnet (the .NET 10 SDK) is required: see README.md, 'Requirements'" >&2
+  exit 1
+fi
+
+echo "== building"
+dotnet build Restream.slnx -c Release -nologo -v quiet
+
+echo "== testing"
+log=$(mktemp)
+set +e
+dotnet test Restream.slnx -c Release --no-build -nologo -v quiet 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for every project together.
+passed=$(grep -oE 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+failed=$(grep -oE 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+skipped=$(grep -oE 'Skipped: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+rm -f "$log"
+echo "${passed} passed, ${failed} failed, ${skipped} skipped"
+if [ "$status" -eq 0 ] && [ "$passed" -eq 0 ]; then
+  echo "no test ran" >&2
+  exit 1
+fi
+exit "$status"
