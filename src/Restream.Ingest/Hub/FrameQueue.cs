@@ -8,6 +8,9 @@ namespace Restream.Ingest.Hub;
 /// never waits: when the subscriber falls behind past the limit, the queue drops its backlog and
 /// then everything up to the next keyframe, so the subscriber resumes on a decodable picture.
 /// Sequence headers and metadata are never dropped. One consumer; waiting does not allocate.
+/// The consumer's continuation runs on the thread that wakes it (the publisher's, after the hub
+/// has let go of its lock): like an event loop, a frame is sent to every destination whose socket
+/// can take it without a thread hop; a destination that cannot take it returns at once.
 /// </summary>
 public sealed class FrameQueue : IValueTaskSource<bool>
 {
@@ -15,7 +18,7 @@ public sealed class FrameQueue : IValueTaskSource<bool>
     private readonly Queue<MediaFrame> _items;
     private readonly int _maxFrames;
     private readonly long _maxBytes;
-    private ManualResetValueTaskSourceCore<bool> _signal = new() { RunContinuationsAsynchronously = true };
+    private ManualResetValueTaskSourceCore<bool> _signal = new() { RunContinuationsAsynchronously = false };
     private long _bytes;
     private bool _waiting;
     private bool _completed;
@@ -62,13 +65,22 @@ public sealed class FrameQueue : IValueTaskSource<bool>
     /// </summary>
     public void Enqueue(MediaFrame frame, bool isBoundary)
     {
+        if (EnqueueWithoutWaking(frame, isBoundary))
+        {
+            Wake();
+        }
+    }
+
+    /// <summary>Adds a frame; returns true when the reader waits and must be woken with <see cref="Wake"/>.</summary>
+    internal bool EnqueueWithoutWaking(MediaFrame frame, bool isBoundary)
+    {
         var wake = false;
         lock (_gate)
         {
             if (_completed)
             {
                 frame.Release();
-                return;
+                return false;
             }
 
             var essential = frame.IsSequenceHeader || frame.Kind == MediaKind.Data;
@@ -78,7 +90,7 @@ public sealed class FrameQueue : IValueTaskSource<bool>
                 {
                     DroppedFrames++;
                     frame.Release();
-                    return;
+                    return false;
                 }
 
                 _awaitingKeyframe = false;
@@ -92,7 +104,7 @@ public sealed class FrameQueue : IValueTaskSource<bool>
                     _awaitingKeyframe = true;
                     DroppedFrames++;
                     frame.Release();
-                    return;
+                    return false;
                 }
             }
 
@@ -105,11 +117,11 @@ public sealed class FrameQueue : IValueTaskSource<bool>
             }
         }
 
-        if (wake)
-        {
-            _signal.SetResult(true);
-        }
+        return wake;
     }
+
+    /// <summary>Wakes the waiting reader (its continuation runs here, on this thread).</summary>
+    internal void Wake() => _signal.SetResult(true);
 
     private void DropBacklog()
     {

@@ -78,13 +78,51 @@ public sealed class StreamHub
 
             Remember(frame);
             var boundary = frame.IsKeyframe || (frame.Kind == MediaKind.Audio && _videoHeader is null);
-            foreach (var subscriber in _subscribers)
-            {
-                subscriber.Enqueue(frame.AddRef(), boundary);
-            }
+            EnqueueAll(frame, boundary);
         }
 
         frame.Release();
+        WakeReaders();
+    }
+
+    [ThreadStatic]
+    private static List<FrameQueue>? t_toWake;
+
+    /// <summary>Hands the frame to every subscriber; who must be woken is noted for after the lock.</summary>
+    private void EnqueueAll(MediaFrame frame, bool boundary)
+    {
+        var toWake = t_toWake ??= [];
+        foreach (var subscriber in _subscribers)
+        {
+            if (subscriber.EnqueueWithoutWaking(frame.AddRef(), boundary))
+            {
+                toWake.Add(subscriber);
+            }
+        }
+    }
+
+    /// <summary>Wakes waiting subscribers outside the hub's lock: their send loops run right here.</summary>
+    private static void WakeReaders()
+    {
+        var toWake = t_toWake;
+        if (toWake is null || toWake.Count == 0)
+        {
+            return;
+        }
+
+        t_toWake = null; // a woken reader that publishes elsewhere gets a list of its own
+        try
+        {
+            foreach (var queue in toWake)
+            {
+                queue.Wake();
+            }
+        }
+        finally
+        {
+            toWake.Clear();
+            t_toWake = toWake;
+        }
     }
 
     /// <summary>Sets the stream's metadata: an <c>onMetaData</c> data message body.</summary>
@@ -94,13 +132,11 @@ public sealed class StreamHub
         {
             Metadata = metadata;
             Replace(ref _metadata, frame.AddRef());
-            foreach (var subscriber in _subscribers)
-            {
-                subscriber.Enqueue(frame.AddRef(), false);
-            }
+            EnqueueAll(frame, false);
         }
 
         frame.Release();
+        WakeReaders();
     }
 
     private void Remember(MediaFrame frame)

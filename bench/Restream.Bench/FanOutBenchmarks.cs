@@ -1,0 +1,114 @@
+using BenchmarkDotNet.Attributes;
+using Restream.Ingest.Hub;
+using Restream.Media;
+using Restream.Media.Rtmp;
+
+namespace Restream.Bench;
+
+/// <summary>
+/// The hot path of the relay without sockets: one frame in, chunked once, handed to N subscribers,
+/// each of which dequeues it, takes the shared chunked bytes and releases it. Run with the memory
+/// diagnoser: steady state should allocate nothing per frame.
+/// </summary>
+[MemoryDiagnoser]
+public class FanOutBenchmarks
+{
+    private StreamHub _hub = null!;
+    private FrameQueue[] _queues = [];
+    private byte[] _body = [];
+    private uint _timestamp;
+
+    [Params(1, 4, 16)]
+    public int Destinations { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _hub = new StreamHub("c", "bench", "-", TimeProvider.System);
+        _queues = [.. Enumerable.Range(0, Destinations).Select(_ => _hub.Subscribe())];
+        _body = new byte[12_500]; // one frame of a 3 Mb/s 30 fps feed
+        _body[0] = 0x27;
+        _body[1] = 1;
+        Publish(0x17);
+        Drain();
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        foreach (var queue in _queues)
+        {
+            _hub.Unsubscribe(queue);
+        }
+
+        _hub.End();
+    }
+
+    private void Publish(byte first)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(_body.Length);
+        _body.CopyTo(buffer, 0);
+        buffer[0] = first;
+        _hub.Publish(MediaFrame.Create(MediaKind.Video, _timestamp += 33, buffer, _body.Length));
+    }
+
+    private int Drain()
+    {
+        var bytes = 0;
+        foreach (var queue in _queues)
+        {
+            while (queue.TryDequeue(out var frame))
+            {
+                bytes += frame.GetChunked(4096, 1, out _).Length;
+                frame.Release();
+            }
+        }
+
+        return bytes;
+    }
+
+    [Benchmark(Description = "publish one frame, fan out, chunk once, release")]
+    public int PublishAndFanOut()
+    {
+        // A keyframe every 60 frames keeps the GOP cache bounded, as a live stream does.
+        Publish(_timestamp % (60 * 33) == 0 ? (byte)0x17 : (byte)0x27);
+        return Drain();
+    }
+}
+
+/// <summary>Parsing a captured ffmpeg publish session (chunks → messages).</summary>
+[MemoryDiagnoser]
+public class ChunkParseBenchmarks
+{
+    private byte[] _stream = [];
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        // 200 video messages of 12.5 kB at chunk size 4096, as an encoder sends them.
+        var writer = new System.Buffers.ArrayBufferWriter<byte>();
+        var body = new byte[12_500];
+        for (var i = 0; i < 200; i++)
+        {
+            ChunkStreamWriter.WriteMessage(writer, 4096, 6, RtmpMessageType.Video, (uint)(i * 33), 1, body);
+        }
+
+        _stream = writer.WrittenSpan.ToArray();
+    }
+
+    [Benchmark(Description = "parse 200 chunked 12.5 kB messages")]
+    public int Parse()
+    {
+        using var reader = new ChunkStreamReader();
+        reader.SetChunkSize(4096);
+        var sequence = new System.Buffers.SequenceReader<byte>(new System.Buffers.ReadOnlySequence<byte>(_stream));
+        var count = 0;
+        while (reader.TryReadMessage(ref sequence, out var message))
+        {
+            message.Dispose();
+            count++;
+        }
+
+        return count;
+    }
+}

@@ -1,0 +1,21 @@
+using BenchmarkDotNet.Running;
+using Restream.Bench;
+
+// restream-bench relay [seconds] [fanouts]   side by side with nginx-rtmp (needs nginx + libnginx-mod-rtmp, ffmpeg)
+// restream-bench micro [BenchmarkDotNet args] fan-out and chunk parsing with the memory diagnoser
+var mode = args.Length > 0 ? args[0] : "relay";
+if (mode == "micro")
+{
+    BenchmarkSwitcher.FromAssembly(typeof(FanOutBenchmarks).Assembly).Run(args[1..]);
+    return 0;
+}
+
+var root = Directory.GetCurrentDirectory();
+while (!File.Exists(Path.Combine(root, "Restream.slnx")))
+{
+    root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("run from inside the repository");
+}
+
+var seconds = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 20;
+var fanouts = args.Length > 2 ? args[2].Split(',').Select(int.Parse).ToArray() : [1, 4, 16];
+return await RelayBenchmark.RunAsync(root, seconds, fanouts);

@@ -1,0 +1,479 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Restream.Ingest.Rtmp;
+using Restream.Media;
+using Restream.Media.Amf;
+using Restream.Media.Flv;
+using Restream.Media.Rtmp;
+using Restream.Relay;
+
+namespace Restream.Bench;
+
+/// <summary>
+/// Our relay and nginx-rtmp's <c>push</c> side by side on the same feed: a synthetic publisher sends a
+/// real 720p30 3 Mb/s H.264 + AAC FLV at real-time pace, stamping a sequence number into every video
+/// frame; sink servers in this process receive every destination's copy and time its arrival.
+/// Each relay runs as its own process so its CPU time and memory can be read from /proc.
+/// </summary>
+public static class RelayBenchmark
+{
+    public static async Task<int> RunAsync(string repoRoot, int seconds, int[] fanouts)
+    {
+        var resultsDir = Path.Combine(repoRoot, "bench", "results");
+        Directory.CreateDirectory(resultsDir);
+        var input = await EnsureInputAsync(resultsDir);
+        var frames = LoadFlv(input);
+        Console.WriteLine($"input: {input} ({frames.Count} tags, {frames.Count(f => f.Kind == MediaKind.Video)} video frames)");
+        var server = Path.Combine(repoRoot, "src", "Restream.Server", "bin", "Release", "net10.0", "restream.dll");
+        if (!File.Exists(server))
+        {
+            Console.Error.WriteLine($"build the server first: dotnet build -c Release src/Restream.Server ({server} missing)");
+            return 1;
+        }
+
+        var rows = new List<string>();
+        foreach (var fanout in fanouts)
+        {
+            var ours = await MeasureAsync("restream", fanout, seconds, frames, (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout));
+            var nginx = await MeasureAsync("nginx-rtmp", fanout, seconds, frames, (ingestPort, sinkPort) => StartNginx(resultsDir, ingestPort, sinkPort, fanout));
+            rows.Add(ours.Row());
+            rows.Add(nginx.Row());
+            rows.Add($"| {fanout} | **ratio restream/nginx** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | {(double)ours.RssMb / nginx.RssMb:0.00}× | {ours.P50 / nginx.P50:0.00}× | {ours.P99 / nginx.P99:0.00}× | |");
+        }
+
+        var table = string.Join('\n',
+        [
+            $"Relay benchmark, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {seconds} s per run, input 720p30 ~3 Mb/s",
+            "",
+            "| destinations | relay | CPU s/min/destination | RSS MB | hop p50 ms | hop p99 ms | frames received/expected |",
+            "|---|---|---|---|---|---|---|",
+            .. rows,
+        ]);
+        Console.WriteLine();
+        Console.WriteLine(table);
+        await File.WriteAllTextAsync(Path.Combine(resultsDir, "relay.md"), table + "\n");
+        return 0;
+    }
+
+    private sealed record Result(string Relay, int Fanout, double CpuPerMinutePerDestination, long RssMb, double P50, double P99, long Received, long Expected)
+    {
+        public string Row() => $"| {Fanout} | {Relay} | {CpuPerMinutePerDestination:0.000} | {RssMb} | {P50:0.00} | {P99:0.00} | {Received}/{Expected} |";
+    }
+
+    private static async Task<Result> MeasureAsync(string name, int fanout, int seconds, List<MediaFrame> frames,
+        Func<int, int, Task<RelayProcess>> start)
+    {
+        Console.WriteLine($"== {name}, {fanout} destination(s)");
+        var ingestPort = FreePort();
+        await using var sink = new SinkServer();
+        await using var relay = await start(ingestPort, sink.Port);
+        await WaitForPortAsync(ingestPort);
+
+        var sent = new ConcurrentDictionary<long, long>();
+        var publisher = await RtmpPublishClient.ConnectAsync(
+            new PublishTarget(new Uri($"rtmp://127.0.0.1:{ingestPort}/live"), "benchkey-123456"), null, TimeProvider.System, CancellationToken.None);
+        await using (publisher)
+        {
+            _ = publisher.ReadUntilClosedAsync(CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
+            var clock = Stopwatch.StartNew();
+            var warmup = TimeSpan.FromSeconds(10); // past tiered JIT and PGO re-compilation
+            (double Cpu, long Rss)? before = null;
+            long sequence = 0;
+            var index = 0;
+            var loopOffset = 0u;
+            var lastTs = 0u;
+            while (clock.Elapsed < TimeSpan.FromSeconds(seconds) + warmup)
+            {
+                var frame = frames[index];
+                var ts = frame.Timestamp + loopOffset;
+                var due = TimeSpan.FromMilliseconds(ts);
+                var wait = due - clock.Elapsed;
+                if (wait > TimeSpan.Zero)
+                {
+                    await Task.Delay(wait);
+                }
+
+                if (before is null && clock.Elapsed >= warmup)
+                {
+                    before = relay.Sample();
+                    sink.StartCounting();
+                    sequence = 0;
+                    sent.Clear();
+                }
+
+                var copy = frame.Payload.ToArray();
+                if (frame.Kind == MediaKind.Video && !frame.IsSequenceHeader && copy.Length >= 13)
+                {
+                    // The relays never look inside NAL units: a sequence number there identifies the frame.
+                    BinaryPrimitives.WriteInt64BigEndian(copy.AsSpan(5), ++sequence);
+                    sent[sequence] = Stopwatch.GetTimestamp();
+                }
+
+                using var outgoing = new FrameOwner(MediaFrame.Copy(frame.Kind, ts, copy));
+                await publisher.SendFrameAsync(outgoing.Frame, CancellationToken.None);
+                lastTs = ts;
+                if (++index == frames.Count)
+                {
+                    index = 1; // skip the metadata; sequence headers repeat harmlessly
+                    loopOffset = lastTs + 33;
+                }
+            }
+
+            var after = relay.Sample();
+            var window = clock.Elapsed - warmup;
+            await Task.Delay(500); // let the last frames land
+            var cpu = after.Cpu - before!.Value.Cpu;
+            var latencies = sink.Latencies(sent);
+            latencies.Sort();
+            var expected = sequence * fanout;
+            return new Result(name, fanout, cpu / window.TotalMinutes / fanout, Math.Max(after.Rss, before.Value.Rss) / (1024 * 1024),
+                Percentile(latencies, 0.50), Percentile(latencies, 0.99), latencies.Count, expected);
+        }
+    }
+
+    private sealed class FrameOwner(MediaFrame frame) : IDisposable
+    {
+        public MediaFrame Frame { get; } = frame;
+        public void Dispose() => Frame.Release();
+    }
+
+    private static double Percentile(List<double> sorted, double p) =>
+        sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)(p * sorted.Count))];
+
+    private static async Task<RelayProcess> StartRestream(string server, int ingestPort, int sinkPort, int fanout)
+    {
+        var args = new List<string>
+        {
+            server, $"--Restream:Rtmp:Port={ingestPort}", "--Restream:Rtmp:Address=127.0.0.1", "--urls=http://127.0.0.1:0",
+            "--Restream:Channels:0:Name=bench", "--Restream:Channels:0:StreamKey=benchkey-123456",
+            "--Logging:LogLevel:Default=Warning",
+        };
+        for (var i = 0; i < fanout; i++)
+        {
+            args.Add($"--Restream:Channels:0:Destinations:{i}:Url=rtmp://127.0.0.1:{sinkPort}/sink");
+            args.Add($"--Restream:Channels:0:Destinations:{i}:Key=d{i}");
+        }
+
+        var process = RelayProcess.Start("dotnet", args, dir: null);
+        await Task.CompletedTask;
+        return process;
+    }
+
+    private static async Task<RelayProcess> StartNginx(string resultsDir, int ingestPort, int sinkPort, int fanout)
+    {
+        var dir = Path.Combine(resultsDir, $"nginx-{ingestPort}");
+        Directory.CreateDirectory(dir);
+        var pushes = string.Join("\n", Enumerable.Range(0, fanout).Select(i => $"      push rtmp://127.0.0.1:{sinkPort}/sink/d{i};"));
+        await File.WriteAllTextAsync(Path.Combine(dir, "nginx.conf"), $$"""
+            load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+            {{(Environment.UserName == "root" ? "user root;" : "")}}
+            worker_processes 1;
+            pid {{dir}}/nginx.pid;
+            error_log {{dir}}/error.log info;
+            events { worker_connections 1024; }
+            rtmp { server {
+              listen 127.0.0.1:{{ingestPort}};
+              chunk_size 4096;
+              application live {
+                live on;
+            {{pushes}}
+              }
+            } }
+            """);
+        return RelayProcess.Start("nginx", ["-p", dir, "-c", Path.Combine(dir, "nginx.conf"), "-e", Path.Combine(dir, "stderr.log"), "-g", "daemon off;"], dir);
+    }
+
+    private static async Task<string> EnsureInputAsync(string dir)
+    {
+        var path = Path.Combine(dir, "input-720p30-3M.flv");
+        if (File.Exists(path))
+        {
+            return path;
+        }
+
+        Console.WriteLine("encoding the input (20 s of 720p30 at 3 Mb/s) with ffmpeg…");
+        var info = new ProcessStartInfo("ffmpeg") { RedirectStandardError = true };
+        foreach (var a in new[]
+        {
+            "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "20",
+            "-c:v", "libx264", "-preset", "veryfast", "-b:v", "3M", "-maxrate", "3M", "-bufsize", "3M", "-g", "60",
+            "-c:a", "aac", "-b:a", "128k", "-f", "flv", path,
+        })
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        using var process = Process.Start(info)!;
+        await process.WaitForExitAsync();
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException("ffmpeg failed: " + await process.StandardError.ReadToEndAsync());
+        }
+
+        return path;
+    }
+
+    private static List<MediaFrame> LoadFlv(string path)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var reader = new SequenceReader<byte>(new ReadOnlySequence<byte>(bytes));
+        FlvReader.TryReadFileHeader(ref reader, out _, out _);
+        var frames = new List<MediaFrame>();
+        while (FlvReader.TryReadTag(ref reader, out var header, out var body))
+        {
+            if (header.Type is FlvTagType.Audio or FlvTagType.Video)
+            {
+                frames.Add(MediaFrame.Copy((MediaKind)header.Type, header.Timestamp, body.ToArray()));
+            }
+        }
+
+        return frames;
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static async Task WaitForPortAsync(int port)
+    {
+        for (var i = 0; i < 200; i++)
+        {
+            try
+            {
+                using var client = new TcpClient();
+                await client.ConnectAsync(IPAddress.Loopback, port);
+                return;
+            }
+            catch (SocketException)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        throw new TimeoutException($"nothing listens on {port}");
+    }
+
+    /// <summary>A relay under test: its process tree's CPU time and resident memory from /proc.</summary>
+    private sealed class RelayProcess : IAsyncDisposable
+    {
+        private readonly Process _process;
+
+        private RelayProcess(Process process) => _process = process;
+
+        public static RelayProcess Start(string file, IEnumerable<string> args, string? dir)
+        {
+            var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var a in args)
+            {
+                info.ArgumentList.Add(a);
+            }
+
+            var process = Process.Start(info)!;
+            process.OutputDataReceived += (_, _) => { };
+            process.ErrorDataReceived += (_, e) => { if (e.Data is not null && dir is null) Console.Error.WriteLine(e.Data); };
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            return new RelayProcess(process);
+        }
+
+        /// <summary>CPU seconds (user + system) and RSS bytes of the process and its children (nginx workers).</summary>
+        public (double Cpu, long Rss) Sample()
+        {
+            var ticks = 100.0; // USER_HZ on Linux
+            double cpu = 0;
+            long rss = 0;
+            foreach (var pid in Tree(_process.Id))
+            {
+                try
+                {
+                    var stat = File.ReadAllText($"/proc/{pid}/stat");
+                    var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                    cpu += (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / ticks;
+                    var status = File.ReadAllLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+                    rss += long.Parse(status.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+                }
+                catch (IOException)
+                {
+                }
+            }
+
+            return (cpu, rss);
+        }
+
+        private static IEnumerable<int> Tree(int root)
+        {
+            yield return root;
+            foreach (var dir in Directory.EnumerateDirectories("/proc"))
+            {
+                if (!int.TryParse(Path.GetFileName(dir), out var pid) || pid == root)
+                {
+                    continue;
+                }
+
+                string stat;
+                try
+                {
+                    stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                }
+                catch (IOException)
+                {
+                    continue;
+                }
+
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                if (int.Parse(fields[1], CultureInfo.InvariantCulture) == root)
+                {
+                    yield return pid;
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                _process.Kill(entireProcessTree: true);
+                await _process.WaitForExitAsync();
+            }
+            catch (InvalidOperationException)
+            {
+            }
+
+            _process.Dispose();
+        }
+    }
+
+    /// <summary>An RTMP server that accepts any publish and times the arrival of every stamped video frame.</summary>
+    private sealed class SinkServer : IAsyncDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly CancellationTokenSource _stop = new();
+        private readonly ConcurrentBag<(long Sequence, long Arrived)> _arrivals = [];
+        private readonly List<Task> _connections = [];
+        private readonly Task _accept;
+        private volatile bool _counting;
+
+        public SinkServer()
+        {
+            _listener.Start();
+            Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+            _accept = AcceptAsync();
+        }
+
+        public int Port { get; }
+
+        public void StartCounting()
+        {
+            _arrivals.Clear();
+            _counting = true;
+        }
+
+        public List<double> Latencies(ConcurrentDictionary<long, long> sent) =>
+            [.. _arrivals.Where(a => sent.ContainsKey(a.Sequence))
+                .Select(a => Stopwatch.GetElapsedTime(sent[a.Sequence], a.Arrived).TotalMilliseconds)];
+
+        private async Task AcceptAsync()
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                Socket socket;
+                try
+                {
+                    socket = await _listener.AcceptSocketAsync(_stop.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                socket.NoDelay = true;
+                lock (_connections)
+                {
+                    _connections.Add(Task.Run(() => ServeAsync(socket)));
+                }
+            }
+        }
+
+        private async Task ServeAsync(Socket socket)
+        {
+            await using var connection = new RtmpConnection(new NetworkStream(socket, ownsSocket: true), "sink");
+            try
+            {
+                await connection.AcceptHandshakeAsync(_stop.Token);
+                while (true)
+                {
+                    var (ok, message) = await connection.ReadMessageAsync(_stop.Token);
+                    if (!ok)
+                    {
+                        return;
+                    }
+
+                    try
+                    {
+                        if (message.TypeId == RtmpMessageType.Video)
+                        {
+                            var body = message.Span;
+                            if (_counting && body.Length >= 13 && body[1] == 1)
+                            {
+                                _arrivals.Add((BinaryPrimitives.ReadInt64BigEndian(body[5..]), Stopwatch.GetTimestamp()));
+                            }
+                        }
+                        else if (message.TypeId == RtmpMessageType.CommandAmf0)
+                        {
+                            await ReplyAsync(connection, RtmpCommand.Parse(message.Payload));
+                        }
+                    }
+                    finally
+                    {
+                        message.Dispose();
+                    }
+                }
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException or RtmpProtocolException or ObjectDisposedException)
+            {
+            }
+        }
+
+        private async Task ReplyAsync(RtmpConnection connection, RtmpCommand command)
+        {
+            switch (command.Name)
+            {
+                case "connect":
+                    await connection.SetOutChunkSizeAsync(4096, _stop.Token);
+                    await connection.SendCommandAsync(new RtmpCommand("_result", command.TransactionId,
+                        new AmfObject { { "fmsVer", "FMS/3,0,1,123" }, { "capabilities", 31.0 } },
+                        [new AmfObject { { "level", "status" }, { "code", RtmpStatus.ConnectSuccess }, { "description", "ok" } }]), 0, _stop.Token);
+                    break;
+                case "createStream":
+                    await connection.SendCommandAsync(new RtmpCommand("_result", command.TransactionId, null, [1.0]), 0, _stop.Token);
+                    break;
+                case "publish":
+                    await connection.SendCommandAsync(RtmpCommand.OnStatus("status", RtmpStatus.PublishStart, "ok"), 1, _stop.Token);
+                    break;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            _listener.Stop();
+            await _accept;
+            Task[] all;
+            lock (_connections)
+            {
+                all = [.. _connections];
+            }
+
+            await Task.WhenAll(all);
+        }
+    }
+}
