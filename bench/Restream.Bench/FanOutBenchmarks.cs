@@ -46,7 +46,7 @@ public class FanOutBenchmarks
 
     private void Publish(byte first)
     {
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(_body.Length);
+        var buffer = MediaBuffers.Pool.Rent(_body.Length);
         _body.CopyTo(buffer, 0);
         buffer[0] = first;
         _hub.Publish(MediaFrame.Create(MediaKind.Video, _timestamp += 33, buffer, _body.Length));

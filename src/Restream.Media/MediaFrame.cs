@@ -73,7 +73,7 @@ public sealed class MediaFrame
     /// <summary>Copies <paramref name="body"/> into a pooled buffer; for tests and cold paths.</summary>
     public static MediaFrame Copy(MediaKind kind, uint timestamp, ReadOnlySpan<byte> body)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(Math.Max(1, body.Length));
+        var buffer = MediaBuffers.Pool.Rent(Math.Max(1, body.Length));
         body.CopyTo(buffer);
         return Create(kind, timestamp, buffer, body.Length);
     }
@@ -103,12 +103,12 @@ public sealed class MediaFrame
 
         if (_buffer.Length > 0)
         {
-            ArrayPool<byte>.Shared.Return(_buffer);
+            MediaBuffers.Pool.Return(_buffer);
         }
 
         if (_chunked is not null)
         {
-            ArrayPool<byte>.Shared.Return(_chunked);
+            MediaBuffers.Pool.Return(_chunked);
             _chunked = null;
         }
 
@@ -144,7 +144,7 @@ public sealed class MediaFrame
             }
 
             var length = ChunkStreamWriter.GetChunkedLength(ChunkStreamId, Timestamp, Length, chunkSize);
-            var buffer = ArrayPool<byte>.Shared.Rent(length);
+            var buffer = MediaBuffers.Pool.Rent(length);
             ChunkStreamWriter.WriteMessage(buffer, chunkSize, ChunkStreamId, (byte)Kind, Timestamp, streamId, Payload.Span);
             shared = false;
             if (_chunked is null)
@@ -159,7 +159,7 @@ public sealed class MediaFrame
             // A second shape: rare (a peer with another message stream id). Keep the first cached and
             // hand this one out as a copy the caller does not own: write it into a fresh array.
             var copy = buffer.AsSpan(0, length).ToArray();
-            ArrayPool<byte>.Shared.Return(buffer);
+            MediaBuffers.Pool.Return(buffer);
             return copy;
         }
     }

@@ -48,6 +48,7 @@ public sealed partial class DestinationPusher
     private long _reconnects;
     private long _liveSince;
     private volatile string? _lastError;
+    private volatile FrameQueue? _queue;
     private volatile DestinationState _state = DestinationState.Idle;
 
     public DestinationPusher(StreamHub hub, DestinationConfig destination, RelayOptions options,
@@ -72,7 +73,7 @@ public sealed partial class DestinationPusher
     {
         var since = Interlocked.Read(ref _liveSince);
         return new DestinationStatus(_destination.Id, _destination.Name, _destination.SafeUrl, _state,
-            Interlocked.Read(ref _bytesSent), Interlocked.Read(ref _framesSent), Interlocked.Read(ref _framesDropped),
+            Interlocked.Read(ref _bytesSent), Interlocked.Read(ref _framesSent), Interlocked.Read(ref _framesDropped) + (_queue?.DroppedFrames ?? 0),
             Interlocked.Read(ref _reconnects), _state == DestinationState.Live && since != 0 ? _time.GetElapsedTime(since) : TimeSpan.Zero,
             _lastError);
     }
@@ -146,12 +147,13 @@ public sealed partial class DestinationPusher
         using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {
             connectTimeout.CancelAfter(_options.ConnectTimeout);
-            client = await RtmpPublishClient.ConnectAsync(target, _extraTrust, _time, connectTimeout.Token).ConfigureAwait(false);
+            client = await RtmpPublishClient.ConnectAsync(target, _extraTrust, _time, connectTimeout.Token, _options.SocketSendBuffer).ConfigureAwait(false);
         }
 
         await using (client.ConfigureAwait(false))
         {
             var queue = _hub.Subscribe(_options.QueueFrames, _options.QueueBytes);
+            _queue = queue;
             Interlocked.Exchange(ref _liveSince, _time.GetTimestamp());
             _lastError = null;
             SetState(DestinationState.Live);
@@ -178,6 +180,7 @@ public sealed partial class DestinationPusher
             finally
             {
                 droppedBefore = queue.DroppedFrames;
+                _queue = null;
                 Interlocked.Add(ref _framesDropped, droppedBefore);
                 _hub.Unsubscribe(queue);
                 await stop.CancelAsync().ConfigureAwait(false);

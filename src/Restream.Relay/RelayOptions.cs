@@ -30,6 +30,13 @@ public sealed class RelayOptions
     /// </summary>
     public string? TrustedCertificateFile { get; set; }
 
+    /// <summary>
+    /// Kernel send buffer per destination socket, in bytes. Bounded so that a stalled destination
+    /// shows up in our own keyframe-aware queue within seconds, instead of hiding megabytes (and
+    /// seconds of latency) in the kernel. 0 leaves the system's auto-tuning.
+    /// </summary>
+    public int SocketSendBuffer { get; set; } = 1024 * 1024;
+
     /// <summary>How long an ending stream's pushers may take to send what they still hold.</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(5);
 }

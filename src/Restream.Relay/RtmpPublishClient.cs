@@ -65,12 +65,18 @@ public sealed class RtmpPublishClient : IAsyncDisposable
     public RtmpConnection Connection => _connection;
 
     public static async Task<RtmpPublishClient> ConnectAsync(
-        PublishTarget target, X509Certificate2Collection? extraTrust, TimeProvider time, CancellationToken cancellationToken)
+        PublishTarget target, X509Certificate2Collection? extraTrust, TimeProvider time, CancellationToken cancellationToken,
+        int socketSendBuffer = 0)
     {
         var url = target.ServerUrl;
         var secure = url.Scheme.Equals("rtmps", StringComparison.OrdinalIgnoreCase);
         var port = url.IsDefaultPort || url.Port <= 0 ? (secure ? 443 : 1935) : url.Port;
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        if (socketSendBuffer > 0)
+        {
+            socket.SendBufferSize = socketSendBuffer;
+        }
+
         Stream stream;
         try
         {

@@ -149,6 +149,48 @@ public sealed class RelayTests(RelayFixture fixture) : IClassFixture<RelayFixtur
         Assert.True(late.Frames > Ffmpeg.Fps * 3, $"late destination got only {late.Frames} frames");
     }
 
+    [Fact]
+    public async Task Stalled_destination_drops_whole_gops_and_never_delays_the_others()
+    {
+        await using var stalled = new StallingRtmpServer();
+        const int seconds = 12;
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "stall",
+            ["Restream:Channels:0:StreamKey"] = "stall_key_1122334455",
+            ["Restream:Channels:0:Destinations:0:Name"] = "healthy",
+            ["Restream:Channels:0:Destinations:0:Url"] = fixture.Nginx.Url("kick"),
+            ["Restream:Channels:0:Destinations:0:Key"] = "healthy-c",
+            ["Restream:Channels:0:Destinations:1:Name"] = "stalled",
+            ["Restream:Channels:0:Destinations:1:Url"] = $"rtmp://127.0.0.1:{stalled.Port}/app",
+            ["Restream:Channels:0:Destinations:1:Key"] = "stalled-c",
+            // A small queue so the stall shows within seconds: 3 s of this feed.
+            ["Restream:Relay:QueueBytes"] = "1200000",
+            ["Restream:Relay:SocketSendBuffer"] = "65536",
+        });
+
+        DestinationStatus Status(string name) => server.Relay.GetDestinations("stall").Single(d => d.Name == name);
+        await using (var publisher = Ffmpeg.Publish(server.PublishUrl("stall_key_1122334455"), seconds))
+        {
+            Assert.True(await TestPorts.EventuallyAsync(() => server.Relay.GetDestinations("stall").Count == 2 && Status("stalled").State == DestinationState.Live, TimeSpan.FromSeconds(10)), Describe(server));
+            Assert.True(await TestPorts.EventuallyAsync(() => Status("stalled").FramesDropped > 0, TimeSpan.FromSeconds(seconds)),
+                $"the stalled destination never dropped: {Describe(server)}");
+            Assert.Equal(DestinationState.Live, Status("healthy").State);
+            Assert.Equal(0, Status("healthy").FramesDropped);
+            var hub = server.Streams.Find("stall");
+            Assert.NotNull(hub);
+            Assert.Equal(0, await publisher.WaitAsync(TimeSpan.FromSeconds(seconds + 30)));
+        }
+
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.LiveStreams.Count == 0, TimeSpan.FromSeconds(10)));
+        Assert.Equal(1, stalled.PublishesAccepted);
+        var recording = fixture.Nginx.RecordingOf("kick", "healthy-c");
+        Assert.True(await TestPorts.EventuallyAsync(() => File.Exists(recording), TimeSpan.FromSeconds(10)));
+        await Task.Delay(500);
+        var video = Assert.Single(await Ffmpeg.ProbeAsync(recording, TimeSpan.FromSeconds(60)), s => s.CodecType == "video");
+        Assert.Equal(seconds * Ffmpeg.Fps, video.Frames);
+    }
+
     private static string Describe(RestreamServer server) =>
         string.Join("; ", server.Streams.LiveStreams.SelectMany(s => server.Relay.GetDestinations(s.Name))
             .Select(d => $"{d.Name}={d.State} ({d.LastError})")) + "\n" + string.Join('\n', server.Log.Lines.TakeLast(20));

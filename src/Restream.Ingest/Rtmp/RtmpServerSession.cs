@@ -257,7 +257,7 @@ public sealed partial class RtmpServerSession
 
             if (header.Type is FlvTagType.Audio or FlvTagType.Video && body.Length > 0)
             {
-                var buffer = ArrayPool<byte>.Shared.Rent((int)body.Length);
+                var buffer = MediaBuffers.Pool.Rent((int)body.Length);
                 body.CopyTo(buffer);
                 _hub!.Publish(MediaFrame.Create((MediaKind)header.Type, (uint)(header.Timestamp + offset), buffer, (int)body.Length));
             }

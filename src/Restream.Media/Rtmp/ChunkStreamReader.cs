@@ -234,7 +234,7 @@ public sealed class ChunkStreamReader : IDisposable
             return ChunkResult.Message;
         }
 
-        state.Buffer ??= ArrayPool<byte>.Shared.Rent(s.Length);
+        state.Buffer ??= MediaBuffers.Pool.Rent(s.Length);
         reader.TryCopyTo(state.Buffer.AsSpan(filled, take));
         reader.Advance(take);
         state.Filled = filled + take;
@@ -280,7 +280,7 @@ public sealed class ChunkStreamReader : IDisposable
         {
             if (Buffer is not null)
             {
-                ArrayPool<byte>.Shared.Return(Buffer);
+                MediaBuffers.Pool.Return(Buffer);
                 Buffer = null;
             }
 

@@ -43,7 +43,7 @@ public struct RtmpMessage : IDisposable
     {
         if (_buffer is { Length: > 0 } b)
         {
-            ArrayPool<byte>.Shared.Return(b);
+            MediaBuffers.Pool.Return(b);
         }
 
         _buffer = null;

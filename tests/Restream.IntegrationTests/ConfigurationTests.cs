@@ -1,0 +1,48 @@
+using Microsoft.Extensions.Options;
+using Restream.Server;
+
+namespace Restream.IntegrationTests;
+
+public sealed class ConfigurationTests
+{
+    [Theory]
+    [InlineData("Restream:Channels:0:Destinations:0:Url", "http://example.com/app", "Restream:Channels:0:Destinations:0:Url must be an rtmp:// or rtmps:// URL")]
+    [InlineData("Restream:Channels:0:StreamKey", "short", "Restream:Channels:0:StreamKey is too short")]
+    [InlineData("Restream:Rtmp:Port", "70000", "Restream:Rtmp:Port must be between 0 and 65535")]
+    [InlineData("Restream:Rtmp:ChunkSize", "1", "Restream:Rtmp:ChunkSize must be between 128 and 65536")]
+    public async Task Invalid_configuration_stops_start_up_naming_the_key(string key, string value, string expected)
+    {
+        var settings = new Dictionary<string, string>
+        {
+            ["Restream:Channels:0:Name"] = "main",
+            ["Restream:Channels:0:StreamKey"] = "a-good-long-key",
+            ["Restream:Channels:0:Destinations:0:Url"] = "rtmp://127.0.0.1/app",
+            ["Restream:Channels:0:Destinations:0:Key"] = "k",
+            ["Restream:Rtmp:Port"] = "0",
+            [key] = value,
+        };
+        var app = RestreamApp.Build([.. settings.Select(kv => $"--{kv.Key}={kv.Value}"), "--urls=http://127.0.0.1:0"]);
+        var e = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());
+        Assert.Contains(expected, string.Join('\n', e.Failures));
+        await app.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task A_destination_url_with_the_key_in_its_path_is_reported_without_it()
+    {
+        var app = RestreamApp.Build(["--Restream:Channels:0:Name=main", "--Restream:Channels:0:StreamKey=a-good-long-key",
+            "--Restream:Channels:0:Destinations:0:Url=ftp://host/app/SECRETKEY", "--Restream:Rtmp:Port=0", "--urls=http://127.0.0.1:0"]);
+        var e = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());
+        var message = string.Join('\n', e.Failures);
+        Assert.Contains("Restream:Channels:0:Destinations:0:Url", message);
+        Assert.DoesNotContain("SECRETKEY", message);
+        await app.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Missing_config_file_is_reported_by_name()
+    {
+        var e = await Assert.ThrowsAsync<OptionsValidationException>(() => Task.FromResult(RestreamApp.Build(["--config", "/nonexistent/restream.json"])));
+        Assert.Contains("/nonexistent/restream.json", e.Message);
+    }
+}
