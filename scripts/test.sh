@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(ffmpeg nginx libnginx-mod-rtmp stunnel4 openssl socat)
+packages=(ffmpeg nginx libnginx-mod-rtmp stunnel4 openssl socat postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,8 +9,9 @@ using Restream.Ingest.Hub;
 namespace Restream.Relay;
 
 /// <summary>
-/// Starts a pusher for every enabled destination when a stream goes live, and lets them drain and
-/// close when it ends.
+/// Starts a pusher for every enabled destination when a stream goes live, lets them drain and close
+/// when it ends, and applies destination changes to live streams (add, enable, disable, delete, edit)
+/// without touching the destinations that did not change.
 /// </summary>
 public sealed class RelayService : IHostedService
 {
@@ -31,7 +32,16 @@ public sealed class RelayService : IHostedService
         _extraTrust = CertificateTrust.Load(_options.TrustedCertificateFile);
     }
 
-    private sealed record LiveRelay(List<(DestinationPusher Pusher, Task Run)> Pushers, CancellationTokenSource Stop);
+    /// <summary>Raised when a destination of a live stream changes state.</summary>
+    public event Action<StreamHub, DestinationPusher, DestinationState>? DestinationStateChanged;
+
+    private sealed record Running(DestinationPusher Pusher, Task Run, CancellationTokenSource Stop);
+
+    private sealed class LiveRelay(StreamHub hub)
+    {
+        public StreamHub Hub { get; } = hub;
+        public Dictionary<string, Running> Pushers { get; } = [];
+    }
 
     /// <summary>The destinations of a live stream with their state and counters.</summary>
     public IReadOnlyList<DestinationStatus> GetDestinations(string channelName)
@@ -40,9 +50,9 @@ public sealed class RelayService : IHostedService
         {
             if (hub.Name == channelName)
             {
-                lock (relay.Pushers)
+                lock (relay)
                 {
-                    return [.. relay.Pushers.Select(p => p.Pusher.GetStatus())];
+                    return [.. relay.Pushers.Values.Select(p => p.Pusher.GetStatus())];
                 }
             }
         }
@@ -59,17 +69,81 @@ public sealed class RelayService : IHostedService
 
     private void OnStreamStarted(StreamHub hub, ChannelConfig channel)
     {
-        var stop = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token);
-        var relay = new LiveRelay([], stop);
+        var relay = new LiveRelay(hub);
         _live[hub] = relay;
-        foreach (var destination in channel.Destinations.Where(d => d.Enabled))
+        Apply(relay, channel);
+    }
+
+    /// <summary>
+    /// Brings a live stream's pushers in line with <paramref name="channel"/>: starts new or newly enabled
+    /// destinations, stops removed or disabled ones, restarts edited ones, leaves the rest alone.
+    /// Does nothing when the channel is not live.
+    /// </summary>
+    public void Apply(ChannelConfig channel)
+    {
+        foreach (var (hub, relay) in _live)
         {
-            var pusher = new DestinationPusher(hub, destination, _options, _extraTrust, _time, _loggers.CreateLogger<DestinationPusher>());
-            lock (relay.Pushers)
+            if (hub.Name == channel.Name)
             {
-                relay.Pushers.Add((pusher, Task.Run(() => pusher.RunAsync(stop.Token), CancellationToken.None)));
+                Apply(relay, channel);
             }
         }
+    }
+
+    private void Apply(LiveRelay relay, ChannelConfig channel)
+    {
+        var wanted = channel.Destinations.Where(d => d.Enabled).ToDictionary(d => d.Id);
+        var stopping = new List<Running>();
+        lock (relay)
+        {
+            foreach (var (id, running) in relay.Pushers.ToList())
+            {
+                if (!wanted.TryGetValue(id, out var destination) || destination != running.Pusher.Destination)
+                {
+                    relay.Pushers.Remove(id);
+                    stopping.Add(running);
+                }
+            }
+
+            foreach (var (id, destination) in wanted)
+            {
+                if (!relay.Pushers.ContainsKey(id))
+                {
+                    relay.Pushers[id] = Start(relay.Hub, destination);
+                }
+            }
+        }
+
+        foreach (var running in stopping)
+        {
+            try
+            {
+                running.Stop.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // it had finished already
+            }
+        }
+    }
+
+    private Running Start(StreamHub hub, DestinationConfig destination)
+    {
+        var stop = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token);
+        var pusher = new DestinationPusher(hub, destination, _options, _extraTrust, _time, _loggers.CreateLogger<DestinationPusher>());
+        pusher.StateChanged += (p, state) => DestinationStateChanged?.Invoke(hub, p, state);
+        var run = Task.Run(async () =>
+        {
+            try
+            {
+                await pusher.RunAsync(stop.Token).ConfigureAwait(false);
+            }
+            finally
+            {
+                stop.Dispose();
+            }
+        }, CancellationToken.None);
+        return new Running(pusher, run, stop);
     }
 
     private void OnStreamEnded(StreamHub hub)
@@ -82,20 +156,29 @@ public sealed class RelayService : IHostedService
         // Pushers see the end of their queues, send what is left and unpublish; give them a while.
         _ = Task.Run(async () =>
         {
-            Task[] runs;
-            lock (relay.Pushers)
+            Running[] running;
+            lock (relay)
             {
-                runs = [.. relay.Pushers.Select(p => p.Run)];
+                running = [.. relay.Pushers.Values];
             }
 
-            var all = Task.WhenAll(runs);
+            var all = Task.WhenAll(running.Select(r => r.Run));
             if (await Task.WhenAny(all, Task.Delay(_options.DrainTimeout, _time)).ConfigureAwait(false) != all)
             {
-                await relay.Stop.CancelAsync().ConfigureAwait(false);
+                foreach (var r in running)
+                {
+                    try
+                    {
+                        await r.Stop.CancelAsync().ConfigureAwait(false);
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        // finished meanwhile
+                    }
+                }
             }
 
             await all.ConfigureAwait(false);
-            relay.Stop.Dispose();
         });
     }
 
@@ -104,7 +187,13 @@ public sealed class RelayService : IHostedService
         _registry.StreamStarted -= OnStreamStarted;
         _registry.StreamEnded -= OnStreamEnded;
         await _shutdown.CancelAsync().ConfigureAwait(false);
-        var runs = _live.Values.SelectMany(r => r.Pushers.Select(p => p.Run)).ToArray();
+        var runs = _live.Values.SelectMany(r =>
+        {
+            lock (r)
+            {
+                return r.Pushers.Values.Select(p => p.Run).ToList();
+            }
+        }).ToArray();
         await Task.WhenAll(runs).WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 }

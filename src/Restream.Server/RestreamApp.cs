@@ -1,5 +1,9 @@
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 using Restream.Ingest;
+using Restream.Server.Api;
+using Restream.Server.Storage;
+using Scalar.AspNetCore;
 using Restream.Ingest.Hub;
 using Restream.Ingest.Rtmp;
 using Restream.Relay;
@@ -45,7 +49,24 @@ public static class RestreamApp
         services.AddOptions<ChannelsOptions>().Bind(builder.Configuration.GetSection("Restream")).ValidateOnStart();
         services.AddSingleton<IValidateOptions<ChannelsOptions>, ChannelsOptionsValidator>();
         services.AddOptions<RelayOptions>().Bind(builder.Configuration.GetSection("Restream:Relay")).ValidateOnStart();
-        services.AddSingleton<IChannelCatalog>(sp => sp.GetRequiredService<IOptions<ChannelsOptions>>().Value.ToCatalog());
+        var storage = new StorageOptions();
+        storage.Database = builder.Configuration["Restream:Database"] ?? storage.Database;
+        storage.DataProtectionKeys = builder.Configuration["Restream:DataProtectionKeys"] ?? storage.DataProtectionKeys;
+        storage.BootstrapApiKey = builder.Configuration["Restream:Api:BootstrapApiKey"];
+        services.AddSingleton(storage);
+        services.AddSingleton(new RestreamDbFactory(storage.Database));
+        services.AddDataProtection().SetApplicationName("restream").PersistKeysToFileSystem(new DirectoryInfo(storage.DataProtectionKeys));
+        // Runs before the listeners start: the schema is in place before the first publish.
+        services.AddHostedService<DatabaseMigrator>();
+        services.AddSingleton<ChannelEvents>();
+        services.AddSingleton<DatabaseChannelCatalog>();
+        services.AddSingleton(sp => sp.GetRequiredService<IOptions<ChannelsOptions>>().Value.ToCatalog());
+        services.AddSingleton<IChannelCatalog, CompositeChannelCatalog>();
+        services.AddSingleton<ApiKeyAuthenticator>();
+        services.AddSingleton<LiveChannels>();
+        services.AddHostedService<SessionRecorder>();
+        services.AddProblemDetails();
+        services.AddOpenApi();
         services.AddSingleton<StreamRegistry>();
         services.AddSingleton<IngestCounters>();
         services.AddSingleton<RtmpServer>();
@@ -55,6 +76,11 @@ public static class RestreamApp
         configure?.Invoke(builder);
 
         var app = builder.Build();
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.MapOpenApi("/openapi/v1.json");
+        app.MapScalarApiReference("/api/reference", o => o.WithOpenApiRoutePattern("/openapi/v1.json").WithTitle("Restream API"));
+        app.MapRestreamApi();
         app.MapGet("/healthz", () => Results.Ok(new { status = "ok" }));
         app.MapGet("/readyz", async (RtmpServer rtmp) =>
             rtmp.BoundEndpoint.IsCompletedSuccessfully ? Results.Ok(new { status = "ready", rtmp = (await rtmp.BoundEndpoint).ToString() })

@@ -21,7 +21,8 @@ public sealed class ConfigurationTests
             ["Restream:Rtmp:Port"] = "0",
             [key] = value,
         };
-        var app = RestreamApp.Build([.. settings.Select(kv => $"--{kv.Key}={kv.Value}"), "--urls=http://127.0.0.1:0"]);
+        var dir = Infrastructure.TestPorts.NewTempDirectory("cfg");
+        var app = RestreamApp.Build([.. settings.Select(kv => $"--{kv.Key}={kv.Value}"), "--urls=http://127.0.0.1:0", $"--Restream:Database=Data Source={dir}/r.db", $"--Restream:DataProtectionKeys={dir}/keys"]);
         var e = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync());
         Assert.Contains(expected, string.Join('\n', e.Failures));
         await app.DisposeAsync();

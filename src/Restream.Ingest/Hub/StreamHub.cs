@@ -19,6 +19,7 @@ public sealed record StreamMediaInfo(
 public sealed class StreamHub
 {
     private readonly object _gate = new();
+    private readonly CancellationTokenSource _stopRequested = new();
     private readonly List<MediaFrame> _gop = [];
     private readonly int _maxGopFrames;
     private FrameQueue[] _subscribers = [];
@@ -52,6 +53,11 @@ public sealed class StreamHub
     public AmfObject? Metadata { get; private set; }
     public bool Ended => _ended;
     public int SubscriberCount => _subscribers.Length;
+
+    /// <summary>Cancelled when an operator kicks the stream: the publisher's session closes.</summary>
+    public CancellationToken StopRequested => _stopRequested.Token;
+
+    public void RequestStop() => _stopRequested.Cancel();
 
     /// <summary>Raised once when the publisher has gone.</summary>
     public event Action<StreamHub>? EndedEvent;

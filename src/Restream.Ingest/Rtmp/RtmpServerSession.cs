@@ -43,6 +43,8 @@ public sealed partial class RtmpServerSession
     private Task? _playLoop;
     private string _streamLabel = "-";
     private bool _isPublisher;
+    private CancellationTokenSource? _cts;
+    private CancellationTokenRegistration _kick;
 
     public RtmpServerSession(Socket socket, RtmpIngestOptions options, IChannelCatalog catalog, StreamRegistry registry,
         IngestCounters counters, TimeProvider time, ILogger<RtmpServerSession> log)
@@ -63,6 +65,7 @@ public sealed partial class RtmpServerSession
     public async Task RunAsync(CancellationToken stoppingToken)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        _cts = cts;
         await using var connection = new RtmpConnection(new NetworkStream(_socket, ownsSocket: true), _remote, _time);
         _connection = connection;
         var watchdog = WatchAsync(connection, cts);
@@ -365,6 +368,11 @@ public sealed partial class RtmpServerSession
 
         _hub = hub;
         _isPublisher = true;
+        _kick = hub.StopRequested.Register(() =>
+        {
+            _closeReason = "kicked by an operator";
+            _cts?.Cancel();
+        });
         State = SessionState.Publishing;
         await connection.WriteAsync(o => ProtocolControl.WriteUserControl(o, UserControlEvent.StreamBegin, MediaStreamId), cancellationToken).ConfigureAwait(false);
         await SendStatusAsync(connection, "status", RtmpStatus.PublishStart, $"{channel.Name} is now published.", cancellationToken).ConfigureAwait(false);
@@ -458,6 +466,7 @@ public sealed partial class RtmpServerSession
         if (_isPublisher)
         {
             _isPublisher = false;
+            await _kick.DisposeAsync().ConfigureAwait(false);
             _registry.Stop(hub);
             LogPublishEnded(_log, _streamLabel, _remote, hub.FramesIn, hub.BytesIn);
         }

@@ -21,7 +21,24 @@ public sealed class RestreamServer : IAsyncDisposable
         Log = log;
     }
 
+    /// <summary>The admin API key every test server is bootstrapped with.</summary>
+    public const string AdminKey = "rsk_testadmin0_0123456789abcdefghijABCDEFGHIJ01";
+
     public int RtmpPort { get; }
+
+    /// <summary>The HTTP base address (API, health, metrics).</summary>
+    public Uri HttpAddress => new(_app.Urls.First());
+
+    public HttpClient Http(string? apiKey = AdminKey)
+    {
+        var client = new HttpClient { BaseAddress = HttpAddress, Timeout = TimeSpan.FromSeconds(30) };
+        if (apiKey is not null)
+        {
+            client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", apiKey);
+        }
+
+        return client;
+    }
     public CapturedLog Log { get; }
     public IServiceProvider Services => _app.Services;
     public StreamRegistry Streams => Services.GetRequiredService<StreamRegistry>();
@@ -33,8 +50,16 @@ public sealed class RestreamServer : IAsyncDisposable
     public static async Task<RestreamServer> StartAsync(IDictionary<string, string?> settings)
     {
         var rtmpPort = TestPorts.GetFreeTcpPort();
-        var args = new List<string> { $"--Restream:Rtmp:Port={rtmpPort}", "--Restream:Rtmp:Address=127.0.0.1", "--urls=http://127.0.0.1:0" };
+        var dataDir = TestPorts.NewTempDirectory("data");
+        var args = new List<string>
+        {
+            $"--Restream:Rtmp:Port={rtmpPort}", "--Restream:Rtmp:Address=127.0.0.1", "--urls=http://127.0.0.1:0",
+            $"--Restream:Database=Data Source={Path.Combine(dataDir, "restream.db")}",
+            $"--Restream:DataProtectionKeys={Path.Combine(dataDir, "keys")}",
+            $"--Restream:Api:BootstrapApiKey={AdminKey}",
+        };
         args.AddRange(settings.Select(kv => $"--{kv.Key}={kv.Value}"));
+        // Settings given by the test win over the defaults above (the last value of a key counts).
         var log = new CapturedLog();
         var app = RestreamApp.Build([.. args], b => b.Logging.AddProvider(log));
         await app.StartAsync();
