@@ -65,6 +65,7 @@ public static class RestreamApp
         services.AddSingleton<ApiKeyAuthenticator>();
         services.AddSingleton<LiveChannels>();
         services.AddHostedService<SessionRecorder>();
+        services.AddSingleton<RestreamMetrics>();
         services.AddProblemDetails();
         services.AddOpenApi();
         services.AddSingleton<StreamRegistry>();
@@ -81,6 +82,11 @@ public static class RestreamApp
         app.MapOpenApi("/openapi/v1.json");
         app.MapScalarApiReference("/api/reference", o => o.WithOpenApiRoutePattern("/openapi/v1.json").WithTitle("Restream API"));
         app.MapRestreamApi();
+        app.MapGet("/metrics", async (HttpContext http, RestreamMetrics metrics) =>
+        {
+            http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            await metrics.Registry.CollectAndExportAsTextAsync(http.Response.Body, http.RequestAborted);
+        });
         app.MapGet("/healthz", () => Results.Ok(new { status = "ok" }));
         app.MapGet("/readyz", async (RtmpServer rtmp) =>
             rtmp.BoundEndpoint.IsCompletedSuccessfully ? Results.Ok(new { status = "ready", rtmp = (await rtmp.BoundEndpoint).ToString() })

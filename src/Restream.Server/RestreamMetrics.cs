@@ -1,0 +1,135 @@
+using Prometheus;
+using Restream.Ingest.Hub;
+using Restream.Ingest.Rtmp;
+using Restream.Relay;
+using Restream.Server.Api;
+
+namespace Restream.Server;
+
+/// <summary>
+/// Prometheus metrics, all prefixed <c>restream_</c>, read from the live objects at scrape time. Labels
+/// are channel and destination names, never keys or URLs. A stream's series go away when it ends.
+/// </summary>
+public sealed class RestreamMetrics
+{
+    private readonly StreamRegistry _registry;
+    private readonly RelayService _relay;
+    private readonly IngestCounters _ingest;
+    private readonly ApiKeyAuthenticator _auth;
+    private readonly Gauge _connectionsOpen;
+    private readonly Counter _connections;
+    private readonly Counter _rejectedKeys;
+    private readonly Counter _protocolErrors;
+    private readonly Counter _apiAuthFailures;
+    private readonly Gauge _liveStreams;
+    private readonly Counter _streamBytes;
+    private readonly Counter _streamFrames;
+    private readonly Gauge _streamBitrate;
+    private readonly Gauge _streamUptime;
+    private readonly Counter _destinationBytes;
+    private readonly Counter _destinationFrames;
+    private readonly Counter _destinationDropped;
+    private readonly Counter _destinationReconnects;
+    private readonly Gauge _destinationUp;
+    private readonly Dictionary<string, (long Bytes, DateTimeOffset At)> _lastBytes = [];
+    private readonly HashSet<string> _streamLabels = [];
+    private readonly HashSet<(string, string)> _destinationLabels = [];
+    private readonly TimeProvider _time;
+
+    public RestreamMetrics(StreamRegistry registry, RelayService relay, IngestCounters ingest, ApiKeyAuthenticator auth, TimeProvider time)
+    {
+        _registry = registry;
+        _relay = relay;
+        _ingest = ingest;
+        _auth = auth;
+        _time = time;
+        Registry = Metrics.NewCustomRegistry();
+        var f = Metrics.WithCustomRegistry(Registry);
+        _connectionsOpen = f.CreateGauge("restream_ingest_connections_open", "RTMP connections open now.");
+        _connections = f.CreateCounter("restream_ingest_connections_total", "RTMP connections accepted.");
+        _rejectedKeys = f.CreateCounter("restream_ingest_auth_failures_total", "Publishes refused for an unknown stream key.");
+        _protocolErrors = f.CreateCounter("restream_ingest_protocol_errors_total", "Connections closed for malformed RTMP.");
+        _apiAuthFailures = f.CreateCounter("restream_api_auth_failures_total", "API requests refused for a missing or invalid key.");
+        _liveStreams = f.CreateGauge("restream_live_streams", "Streams live on this node.");
+        string[] stream = ["channel"];
+        _streamBytes = f.CreateCounter("restream_stream_received_bytes_total", "Bytes of media received from the publisher.", stream);
+        _streamFrames = f.CreateCounter("restream_stream_received_frames_total", "Media frames received from the publisher.", stream);
+        _streamBitrate = f.CreateGauge("restream_stream_bitrate_kbps", "Publisher bitrate over the last scrape interval.", stream);
+        _streamUptime = f.CreateGauge("restream_stream_uptime_seconds", "Seconds since the stream went live.", stream);
+        string[] destination = ["channel", "destination"];
+        _destinationBytes = f.CreateCounter("restream_destination_sent_bytes_total", "Bytes sent to the destination.", destination);
+        _destinationFrames = f.CreateCounter("restream_destination_sent_frames_total", "Frames sent to the destination.", destination);
+        _destinationDropped = f.CreateCounter("restream_destination_dropped_frames_total", "Frames dropped because the destination fell behind.", destination);
+        _destinationReconnects = f.CreateCounter("restream_destination_reconnects_total", "Reconnect attempts to the destination.", destination);
+        _destinationUp = f.CreateGauge("restream_destination_up", "1 while the destination is live, 0 otherwise.", destination);
+        Registry.AddBeforeCollectCallback(Update);
+    }
+
+    public CollectorRegistry Registry { get; }
+
+    private void Update()
+    {
+        lock (_lastBytes)
+        {
+            _connectionsOpen.Set(_ingest.Open);
+            _connections.IncTo(_ingest.Accepted);
+            _rejectedKeys.IncTo(_ingest.RejectedKeys);
+            _protocolErrors.IncTo(_ingest.ProtocolErrors);
+            _apiAuthFailures.IncTo(_auth.Failures);
+            var live = _registry.LiveStreams;
+            _liveStreams.Set(live.Count);
+            var now = _time.GetUtcNow();
+            var seenStreams = new HashSet<string>();
+            var seenDestinations = new HashSet<(string, string)>();
+            foreach (var hub in live)
+            {
+                seenStreams.Add(hub.Name);
+                _streamBytes.WithLabels(hub.Name).IncTo(hub.BytesIn);
+                _streamFrames.WithLabels(hub.Name).IncTo(hub.FramesIn);
+                _streamUptime.WithLabels(hub.Name).Set((now - hub.StartedAt).TotalSeconds);
+                var key = hub.Name;
+                var (bytes, at) = _lastBytes.TryGetValue(key, out var last) ? last : (0L, hub.StartedAt);
+                var seconds = (now - at).TotalSeconds;
+                if (seconds > 0.5)
+                {
+                    _streamBitrate.WithLabels(hub.Name).Set((hub.BytesIn - bytes) * 8 / 1000.0 / seconds);
+                    _lastBytes[key] = (hub.BytesIn, now);
+                }
+
+                foreach (var d in _relay.GetDestinations(hub.Name))
+                {
+                    var labels = (hub.Name, d.Name);
+                    seenDestinations.Add(labels);
+                    _destinationBytes.WithLabels(hub.Name, d.Name).IncTo(d.BytesSent);
+                    _destinationFrames.WithLabels(hub.Name, d.Name).IncTo(d.FramesSent);
+                    _destinationDropped.WithLabels(hub.Name, d.Name).IncTo(d.FramesDropped);
+                    _destinationReconnects.WithLabels(hub.Name, d.Name).IncTo(d.Reconnects);
+                    _destinationUp.WithLabels(hub.Name, d.Name).Set(d.State == DestinationState.Live ? 1 : 0);
+                }
+            }
+
+            foreach (var gone in _streamLabels.Except(seenStreams).ToList())
+            {
+                _streamBytes.RemoveLabelled(gone);
+                _streamFrames.RemoveLabelled(gone);
+                _streamBitrate.RemoveLabelled(gone);
+                _streamUptime.RemoveLabelled(gone);
+                _lastBytes.Remove(gone);
+            }
+
+            foreach (var (channel, name) in _destinationLabels.Except(seenDestinations).ToList())
+            {
+                _destinationBytes.RemoveLabelled(channel, name);
+                _destinationFrames.RemoveLabelled(channel, name);
+                _destinationDropped.RemoveLabelled(channel, name);
+                _destinationReconnects.RemoveLabelled(channel, name);
+                _destinationUp.RemoveLabelled(channel, name);
+            }
+
+            _streamLabels.Clear();
+            _streamLabels.UnionWith(seenStreams);
+            _destinationLabels.Clear();
+            _destinationLabels.UnionWith(seenDestinations);
+        }
+    }
+}
