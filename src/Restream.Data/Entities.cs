@@ -56,3 +56,31 @@ public sealed class StreamSessionEntity
     public int Width { get; set; }
     public int Height { get; set; }
 }
+
+/// <summary>An owner's endpoint that Restream calls on events; the signing secret is stored encrypted.</summary>
+public sealed class WebhookEntity
+{
+    public Guid Id { get; set; }
+    public required string Url { get; set; }
+    public required string ProtectedSecret { get; set; }
+
+    /// <summary>Comma-separated event names (on_publish, on_unpublish, on_destination_state).</summary>
+    public required string Events { get; set; }
+    public bool Enabled { get; set; } = true;
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>One delivery of one event to one webhook, with its outcome.</summary>
+public sealed class WebhookDeliveryEntity
+{
+    public Guid Id { get; set; }
+    public Guid WebhookId { get; set; }
+    public required string Event { get; set; }
+    public required string Status { get; set; }
+    public int Attempts { get; set; }
+    public int? StatusCode { get; set; }
+    public string? Error { get; set; }
+    public double DurationMs { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset? CompletedAt { get; set; }
+}

@@ -13,6 +13,8 @@ public abstract class RestreamDb(DbContextOptions options) : DbContext(options)
     public DbSet<DestinationEntity> Destinations => Set<DestinationEntity>();
     public DbSet<ApiKeyEntity> ApiKeys => Set<ApiKeyEntity>();
     public DbSet<StreamSessionEntity> Sessions => Set<StreamSessionEntity>();
+    public DbSet<WebhookEntity> Webhooks => Set<WebhookEntity>();
+    public DbSet<WebhookDeliveryEntity> WebhookDeliveries => Set<WebhookDeliveryEntity>();
 
     protected override void OnModelCreating(ModelBuilder model)
     {
@@ -51,6 +53,22 @@ public abstract class RestreamDb(DbContextOptions options) : DbContext(options)
             e.Property(s => s.ChannelName).HasMaxLength(64);
             e.Property(s => s.Publisher).HasMaxLength(64);
             e.Property(s => s.VideoCodec).HasMaxLength(16);
+        });
+        model.Entity<WebhookEntity>(e =>
+        {
+            e.ToTable("webhooks");
+            e.HasKey(w => w.Id);
+            e.Property(w => w.Url).HasMaxLength(1024);
+            e.Property(w => w.Events).HasMaxLength(256);
+        });
+        model.Entity<WebhookDeliveryEntity>(e =>
+        {
+            e.ToTable("webhook_deliveries");
+            e.HasKey(d => d.Id);
+            e.HasIndex(d => new { d.WebhookId, d.CreatedAt });
+            e.Property(d => d.Event).HasMaxLength(32);
+            e.Property(d => d.Status).HasMaxLength(16);
+            e.Property(d => d.Error).HasMaxLength(512);
         });
     }
 

@@ -73,3 +73,18 @@ public sealed class StaticChannelCatalog : IChannelCatalog
     public ValueTask<ChannelConfig?> FindByNameAsync(string name, CancellationToken cancellationToken) =>
         ValueTask.FromResult(_channels.Select(c => c.Channel).FirstOrDefault(c => c.Name == name));
 }
+
+/// <summary>
+/// Asked before a publish with a valid key goes live (the owner's on_publish webhook). Returns null to
+/// allow, or the reason to refuse.
+/// </summary>
+public interface IPublishAuthorizer
+{
+    ValueTask<string?> AuthorizeAsync(ChannelConfig channel, string remote, CancellationToken cancellationToken);
+}
+
+/// <summary>Allows every publish with a valid key.</summary>
+public sealed class AllowAllPublishes : IPublishAuthorizer
+{
+    public ValueTask<string?> AuthorizeAsync(ChannelConfig channel, string remote, CancellationToken cancellationToken) => ValueTask.FromResult<string?>(null);
+}

@@ -66,6 +66,12 @@ public static class RestreamApp
         services.AddSingleton<LiveChannels>();
         services.AddHostedService<SessionRecorder>();
         services.AddSingleton<RestreamMetrics>();
+        var webhooks = new WebhookOptions();
+        builder.Configuration.GetSection("Restream:Webhooks").Bind(webhooks);
+        services.AddSingleton(webhooks);
+        services.AddSingleton<WebhookDispatcher>();
+        services.AddSingleton<IPublishAuthorizer>(sp => sp.GetRequiredService<WebhookDispatcher>());
+        services.AddHostedService(sp => sp.GetRequiredService<WebhookDispatcher>());
         services.AddProblemDetails();
         services.AddOpenApi();
         services.AddSingleton<StreamRegistry>();
@@ -82,6 +88,7 @@ public static class RestreamApp
         app.MapOpenApi("/openapi/v1.json");
         app.MapScalarApiReference("/api/reference", o => o.WithOpenApiRoutePattern("/openapi/v1.json").WithTitle("Restream API"));
         app.MapRestreamApi();
+        app.MapWebhookApi();
         app.MapGet("/metrics", async (HttpContext http, RestreamMetrics metrics) =>
         {
             http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";

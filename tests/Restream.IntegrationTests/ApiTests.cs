@@ -128,6 +128,23 @@ public abstract class ApiTestsBase(ApiNginxFixture nginx)
         Assert.NotNull(server.Streams.Find("rot"));
     }
 
+    [Fact]
+    public async Task Kicked_stream_ends_and_its_publisher_is_disconnected()
+    {
+        await using var server = await StartAsync("kick");
+        using var http = server.Http();
+        var channel = await ReadAsync(await http.PostAsJsonAsync("/api/v1/channels", new { name = "kickme" }), HttpStatusCode.Created);
+        await using var client = await Relay.RtmpPublishClient.ConnectAsync(
+            new Relay.PublishTarget(new Uri($"rtmp://127.0.0.1:{server.RtmpPort}/live"), channel.GetProperty("streamKey").GetString()!),
+            null, TimeProvider.System, CancellationToken.None);
+        Assert.NotNull(server.Streams.Find("kickme"));
+        await ReadAsync(await http.DeleteAsync("/api/v1/streams/kickme"), HttpStatusCode.Accepted);
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.Find("kickme") is null, TimeSpan.FromSeconds(2)));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await Assert.ThrowsAnyAsync<Exception>(() => client.ReadUntilClosedAsync(cts.Token));
+        Assert.False(cts.IsCancellationRequested, "the publisher's connection was not closed");
+    }
+
     public static TheoryData<string, string, string?, int, int, int> Endpoints => new()
     {
         // method, path, body, status without key, with read key, with admin key
@@ -147,6 +164,8 @@ public abstract class ApiTestsBase(ApiNginxFixture nginx)
         { "GET", "/api/v1/platforms", null, 401, 200, 200 },
         { "GET", "/api/v1/api-keys", null, 401, 403, 200 },
         { "POST", "/api/v1/api-keys", """{"name":"ci","scope":"read"}""", 401, 403, 201 },
+        { "GET", "/api/v1/webhooks", null, 401, 403, 200 },
+        { "POST", "/api/v1/webhooks", """{"url":"http://127.0.0.1:9/hook","events":["on_unpublish"]}""", 401, 403, 201 },
         { "DELETE", "/api/v1/channels/{id}", null, 401, 403, 204 },
     };
 

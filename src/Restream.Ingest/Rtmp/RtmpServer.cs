@@ -31,6 +31,7 @@ public sealed class IngestCounters
 public sealed partial class RtmpServer(
     IOptions<RtmpIngestOptions> options,
     IChannelCatalog catalog,
+    IPublishAuthorizer authorizer,
     StreamRegistry registry,
     IngestCounters counters,
     TimeProvider time,
@@ -94,7 +95,7 @@ public sealed partial class RtmpServer(
 
             socket.NoDelay = true;
             counters.OnAccepted();
-            var session = new RtmpServerSession(socket, o, catalog, registry, counters, time, loggers.CreateLogger<RtmpServerSession>());
+            var session = new RtmpServerSession(socket, o, catalog, authorizer, registry, counters, time, loggers.CreateLogger<RtmpServerSession>());
             _sessions[session] = RunSessionAsync(session, stoppingToken);
         }
 

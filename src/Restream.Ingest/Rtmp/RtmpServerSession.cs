@@ -32,6 +32,7 @@ public sealed partial class RtmpServerSession
     private readonly Socket _socket;
     private readonly RtmpIngestOptions _options;
     private readonly IChannelCatalog _catalog;
+    private readonly IPublishAuthorizer _authorizer;
     private readonly StreamRegistry _registry;
     private readonly IngestCounters _counters;
     private readonly TimeProvider _time;
@@ -46,9 +47,10 @@ public sealed partial class RtmpServerSession
     private CancellationTokenSource? _cts;
     private CancellationTokenRegistration _kick;
 
-    public RtmpServerSession(Socket socket, RtmpIngestOptions options, IChannelCatalog catalog, StreamRegistry registry,
-        IngestCounters counters, TimeProvider time, ILogger<RtmpServerSession> log)
+    public RtmpServerSession(Socket socket, RtmpIngestOptions options, IChannelCatalog catalog, IPublishAuthorizer authorizer,
+        StreamRegistry registry, IngestCounters counters, TimeProvider time, ILogger<RtmpServerSession> log)
     {
+        _authorizer = authorizer;
         _socket = socket;
         _options = options;
         _catalog = catalog;
@@ -359,6 +361,13 @@ public sealed partial class RtmpServerSession
         }
 
         _streamLabel = $"{_options.App}/{channel.Name}";
+        if (await _authorizer.AuthorizeAsync(channel, _remote, cancellationToken).ConfigureAwait(false) is { } denied)
+        {
+            LogDenied(_log, _streamLabel, _remote, denied);
+            await SendStatusAsync(connection, "error", RtmpStatus.PublishBadName, $"Publish denied: {denied}", cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+
         if (!_registry.TryStart(channel, _remote, _time, out var hub))
         {
             LogAlreadyLive(_log, _streamLabel, _remote, hub.PublisherRemote);
@@ -497,6 +506,9 @@ public sealed partial class RtmpServerSession
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "publish refused from {Remote}: unknown stream key")]
     private static partial void LogBadKey(ILogger logger, string remote);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "[stream {Stream}] publish from {Remote} denied: {Reason}")]
+    private static partial void LogDenied(ILogger logger, string stream, string remote, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "[stream {Stream}] second publisher {Remote} refused: already live from {Publisher}")]
     private static partial void LogAlreadyLive(ILogger logger, string stream, string remote, string publisher);

@@ -448,3 +448,73 @@ public sealed class LiveChannels(DatabaseChannelCatalog catalog, RelayService re
         }
     }
 }
+
+public sealed record WebhookRequest(string? Url, string[]? Events, bool? Enabled);
+public sealed record WebhookView(Guid Id, string Url, string[] Events, bool Enabled, DateTimeOffset CreatedAt);
+public sealed record WebhookCreated(Guid Id, string Url, string[] Events, string Secret, string Note);
+public sealed record DeliveryView(Guid Id, string Event, string Status, int Attempts, int? StatusCode, string? Error, double DurationMs, DateTimeOffset CreatedAt);
+
+/// <summary>/api/v1/webhooks: the owner's endpoints and their delivery log.</summary>
+public static class WebhookApi
+{
+    public static void MapWebhookApi(this WebApplication app)
+    {
+        var admin = app.MapGroup("/api/v1/webhooks").AddEndpointFilter(new RequireScope(Scopes.Admin)).WithTags("admin");
+        admin.MapGet("/", async (RestreamDbFactory factory, CancellationToken ct) =>
+        {
+            await using var db = factory.Create();
+            var hooks = await db.Webhooks.AsNoTracking().ToListAsync(ct);
+            return Results.Ok(hooks.OrderBy(h => h.CreatedAt).Select(h => new WebhookView(h.Id, h.Url, h.Events.Split(','), h.Enabled, h.CreatedAt)));
+        });
+        admin.MapPost("/", async (WebhookRequest? request, RestreamDbFactory factory, WebhookDispatcher dispatcher, TimeProvider time, CancellationToken ct) =>
+        {
+            var errors = new Dictionary<string, string[]>();
+            if (request?.Url is null || !Uri.TryCreate(request.Url, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+            {
+                errors["url"] = ["An http:// or https:// URL is required."];
+            }
+
+            var events = request?.Events is { Length: > 0 } e ? e : WebhookEvents.All;
+            if (events.Except(WebhookEvents.All).ToList() is { Count: > 0 } unknown)
+            {
+                errors["events"] = [$"Unknown events: {string.Join(", ", unknown)}. Known: {string.Join(", ", WebhookEvents.All)}."];
+            }
+
+            if (errors.Count > 0)
+            {
+                return Results.ValidationProblem(errors);
+            }
+
+            var secret = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24));
+            await using var db = factory.Create();
+            var hook = new WebhookEntity
+            {
+                Id = Guid.NewGuid(), Url = request!.Url!, ProtectedSecret = dispatcher.Protect(secret), Events = string.Join(',', events),
+                Enabled = request.Enabled ?? true, CreatedAt = time.GetUtcNow(),
+            };
+            db.Webhooks.Add(hook);
+            await db.SaveChangesAsync(ct);
+            return Results.Created($"/api/v1/webhooks/{hook.Id}", new WebhookCreated(hook.Id, hook.Url, events, secret,
+                "The signing secret is shown once. Verify X-Restream-Signature: t=<unix>,v1=hex(HMAC-SHA256(secret, \"<t>.<body>\"))."));
+        });
+        admin.MapDelete("/{id:guid}", async (Guid id, RestreamDbFactory factory, CancellationToken ct) =>
+        {
+            await using var db = factory.Create();
+            var hook = await db.Webhooks.FirstOrDefaultAsync(h => h.Id == id, ct);
+            if (hook is null)
+            {
+                return Results.Problem(statusCode: 404, title: "No such webhook");
+            }
+
+            db.Webhooks.Remove(hook);
+            await db.SaveChangesAsync(ct);
+            return Results.NoContent();
+        });
+        admin.MapGet("/{id:guid}/deliveries", async (Guid id, RestreamDbFactory factory, CancellationToken ct) =>
+        {
+            await using var db = factory.Create();
+            var deliveries = await db.WebhookDeliveries.AsNoTracking().Where(d => d.WebhookId == id).OrderByDescending(d => d.CreatedAt).Take(200).ToListAsync(ct);
+            return Results.Ok(deliveries.Select(d => new DeliveryView(d.Id, d.Event, d.Status, d.Attempts, d.StatusCode, d.Error, d.DurationMs, d.CreatedAt)));
+        });
+    }
+}
