@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Json;
+using System.Text;
 using System.Text.Json;
 using Restream.IntegrationTests.Infrastructure;
 
@@ -99,6 +100,17 @@ public abstract class ApiTestsBase(ApiNginxFixture nginx)
         var session = Assert.Single(sessions.EnumerateArray());
         Assert.Equal("show", session.GetProperty("channel").GetString());
         Assert.True(session.GetProperty("frames").GetInt64() > seconds * Ffmpeg.Fps);
+
+        // Secrets: encrypted at rest, never in logs, never in listings.
+        var factory = (Restream.Server.Storage.RestreamDbFactory)server.Services.GetService(typeof(Restream.Server.Storage.RestreamDbFactory))!;
+        await using (var db = factory.Create())
+        {
+            var stored = db.Destinations.Select(d => d.ProtectedKey).ToList();
+            Assert.Equal(2, stored.Count);
+            Assert.All(stored, k => Assert.False(string.IsNullOrEmpty(k)));
+            Assert.DoesNotContain(stored, k => k!.Contains("steady-dest-key-1234") || k.Contains("added-live-key-5678"));
+            Assert.DoesNotContain(db.Channels.Select(c => c.StreamKeyHash).ToList(), h => Encoding.UTF8.GetString(h).Contains(streamKey));
+        }
 
         // Secrets: never in logs, never in listings.
         var listing = await (await http.GetAsync($"/api/v1/channels/{channelId}/destinations")).Content.ReadAsStringAsync();

@@ -104,6 +104,8 @@ public sealed class MetricsTests(ApiNginxFixture nginx) : IClassFixture<ApiNginx
         // Health endpoints answer without a key.
         Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("/healthz")).StatusCode);
         Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("/readyz")).StatusCode);
-        Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("/openapi/v1.json")).StatusCode);
+        var openApi = await http.GetStringAsync("/openapi/v1.json");
+        Assert.Contains("/api/v1/channels", openApi);
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("/api/reference")).StatusCode);
     }
 }
