@@ -30,3 +30,27 @@ public sealed class RtmpIngestOptions
     /// <summary>Whether <c>play</c> by channel name or stream key is allowed (players, transcode workers).</summary>
     public bool AllowPlay { get; set; } = true;
 }
+
+/// <summary>Options of the RTMPS listener (<c>Restream:Rtmps</c>): RTMP inside TLS.</summary>
+public sealed class RtmpsIngestOptions
+{
+    /// <summary>TCP port for RTMPS. 0 picks a free port (tests).</summary>
+    public int Port { get; set; } = 1936;
+
+    /// <summary>Address to listen on.</summary>
+    public string Address { get; set; } = "0.0.0.0";
+
+    /// <summary>The certificate: a PEM file (with <see cref="KeyFile"/>) or a PFX/PKCS#12 file. RTMPS is off without one.</summary>
+    public string? CertificateFile { get; set; }
+
+    /// <summary>The PEM private key of <see cref="CertificateFile"/>; empty when the PEM holds both, or for PFX.</summary>
+    public string? KeyFile { get; set; }
+
+    /// <summary>The PFX password, if any.</summary>
+    public string? Password { get; set; }
+
+    /// <summary>Time allowed for the TLS handshake.</summary>
+    public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    public bool Enabled => !string.IsNullOrEmpty(CertificateFile);
+}

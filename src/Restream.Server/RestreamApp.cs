@@ -46,6 +46,8 @@ public static class RestreamApp
         services.AddSingleton(TimeProvider.System);
         services.AddOptions<RtmpIngestOptions>().Bind(builder.Configuration.GetSection("Restream:Rtmp")).ValidateOnStart();
         services.AddSingleton<IValidateOptions<RtmpIngestOptions>, RtmpIngestOptionsValidator>();
+        services.AddOptions<RtmpsIngestOptions>().Bind(builder.Configuration.GetSection("Restream:Rtmps")).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<RtmpsIngestOptions>, RtmpsIngestOptionsValidator>();
         services.AddOptions<ChannelsOptions>().Bind(builder.Configuration.GetSection("Restream")).ValidateOnStart();
         services.AddSingleton<IValidateOptions<ChannelsOptions>, ChannelsOptionsValidator>();
         services.AddOptions<RelayOptions>().Bind(builder.Configuration.GetSection("Restream:Relay")).ValidateOnStart();

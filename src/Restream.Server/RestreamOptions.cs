@@ -145,3 +145,32 @@ public sealed class RtmpIngestOptionsValidator : IValidateOptions<RtmpIngestOpti
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }
+
+public sealed class RtmpsIngestOptionsValidator : IValidateOptions<RtmpsIngestOptions>
+{
+    public ValidateOptionsResult Validate(string? name, RtmpsIngestOptions o)
+    {
+        var errors = new List<string>();
+        if (o.Port is < 0 or > 65535)
+        {
+            errors.Add($"Restream:Rtmps:Port must be between 0 and 65535 (got {o.Port})");
+        }
+
+        if (o.Enabled && !File.Exists(o.CertificateFile))
+        {
+            errors.Add($"Restream:Rtmps:CertificateFile \"{o.CertificateFile}\" does not exist");
+        }
+
+        if (o.Enabled && !string.IsNullOrEmpty(o.KeyFile) && !File.Exists(o.KeyFile))
+        {
+            errors.Add($"Restream:Rtmps:KeyFile \"{o.KeyFile}\" does not exist");
+        }
+
+        if (!System.Net.IPAddress.TryParse(o.Address, out _))
+        {
+            errors.Add($"Restream:Rtmps:Address must be an IP address (got \"{o.Address}\")");
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -27,9 +28,10 @@ public sealed class IngestCounters
     internal void OnProtocolError() => Interlocked.Increment(ref _protocolErrors);
 }
 
-/// <summary>The RTMP listener: accepts connections and runs one session per connection.</summary>
+/// <summary>The RTMP listener (and the RTMPS one when a certificate is configured): one session per connection.</summary>
 public sealed partial class RtmpServer(
     IOptions<RtmpIngestOptions> options,
+    IOptions<RtmpsIngestOptions> tlsOptions,
     IChannelCatalog catalog,
     IPublishAuthorizer authorizer,
     StreamRegistry registry,
@@ -40,16 +42,101 @@ public sealed partial class RtmpServer(
     private readonly ILogger _log = loggers.CreateLogger<RtmpServer>();
     private readonly ConcurrentDictionary<RtmpServerSession, Task> _sessions = new();
     private readonly TaskCompletionSource<IPEndPoint> _bound = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<IPEndPoint?> _boundTls = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>The address actually listened on (useful with port 0).</summary>
     public Task<IPEndPoint> BoundEndpoint => _bound.Task;
 
+    /// <summary>The RTMPS address listened on, or null when RTMPS is off.</summary>
+    public Task<IPEndPoint?> BoundTlsEndpoint => _boundTls.Task;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var o = options.Value;
-        using var listener = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp);
-        var address = IPAddress.Parse(o.Address);
-        var endpoint = new IPEndPoint(address.AddressFamily == AddressFamily.InterNetwork ? address.MapToIPv6() : address, o.Port);
+        var tls = tlsOptions.Value;
+        using var listener = Listen(o.Address, o.Port, "Restream:Rtmp:Port", _bound);
+        if (listener is null)
+        {
+            _boundTls.TrySetResult(null);
+            return;
+        }
+
+        LogListening(_log, "RTMP", _bound.Task.Result.ToString(), o.App);
+        Socket? tlsListener = null;
+        TlsCertificate? certificate = null;
+        if (tls.Enabled)
+        {
+            try
+            {
+                certificate = new TlsCertificate(tls, time);
+            }
+            catch (Exception e) when (e is IOException or System.Security.Cryptography.CryptographicException or ArgumentException)
+            {
+                LogCertificateFailed(_log, tls.CertificateFile!, e.Message);
+                _boundTls.TrySetException(e);
+                throw;
+            }
+
+            certificate.Reloaded += (cert, error) =>
+            {
+                if (cert is not null)
+                {
+                    LogCertificateReloaded(_log, cert.Subject, cert.NotAfter);
+                }
+                else
+                {
+                    LogCertificateReloadFailed(_log, error?.Message ?? "?");
+                }
+            };
+            var tlsBound = new TaskCompletionSource<IPEndPoint>();
+            tlsListener = Listen(tls.Address, tls.Port, "Restream:Rtmps:Port", tlsBound);
+            if (tlsListener is not null)
+            {
+                _boundTls.TrySetResult(tlsBound.Task.Result);
+                LogListening(_log, "RTMPS", tlsBound.Task.Result.ToString(), o.App);
+            }
+        }
+        else
+        {
+            _boundTls.TrySetResult(null);
+        }
+
+        using (tlsListener)
+        {
+            var loops = new List<Task> { AcceptAsync(listener, null, stoppingToken) };
+            if (tlsListener is not null && certificate is not null)
+            {
+                loops.Add(AcceptAsync(tlsListener, async (socket, ct) =>
+                {
+                    var ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
+                    try
+                    {
+                        await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+                        {
+                            ServerCertificateSelectionCallback = (_, _) => certificate.Current,
+                            ClientCertificateRequired = false,
+                        }, ct).ConfigureAwait(false);
+                        return ssl;
+                    }
+                    catch
+                    {
+                        await ssl.DisposeAsync().ConfigureAwait(false);
+                        throw;
+                    }
+                }, stoppingToken));
+            }
+
+            await Task.WhenAll(loops).ConfigureAwait(false);
+        }
+
+        await Task.WhenAll(_sessions.Values).ConfigureAwait(false);
+    }
+
+    private Socket? Listen(string address, int port, string key, TaskCompletionSource<IPEndPoint> bound)
+    {
+        var listener = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp);
+        var ip = IPAddress.Parse(address);
+        var endpoint = new IPEndPoint(ip.AddressFamily == AddressFamily.InterNetwork ? ip.MapToIPv6() : ip, port);
         listener.DualMode = true;
         listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
         try
@@ -59,16 +146,20 @@ public sealed partial class RtmpServer(
         }
         catch (SocketException e)
         {
-            _bound.TrySetException(e);
-            LogBindFailed(_log, o.Address, o.Port, e.Message);
+            listener.Dispose();
+            bound.TrySetException(e);
+            LogBindFailed(_log, address, port, e.Message, key);
             throw;
         }
 
-        var bound = (IPEndPoint)listener.LocalEndPoint!;
-        var shown = new IPEndPoint(bound.Address.IsIPv4MappedToIPv6 ? bound.Address.MapToIPv4() : bound.Address, bound.Port);
-        _bound.TrySetResult(shown);
-        LogListening(_log, shown.ToString(), o.App);
+        var local = (IPEndPoint)listener.LocalEndPoint!;
+        bound.TrySetResult(new IPEndPoint(local.Address.IsIPv4MappedToIPv6 ? local.Address.MapToIPv4() : local.Address, local.Port));
+        return listener;
+    }
 
+    private async Task AcceptAsync(Socket listener, Func<Socket, CancellationToken, Task<Stream>>? wrap, CancellationToken stoppingToken)
+    {
+        var o = options.Value;
         while (!stoppingToken.IsCancellationRequested)
         {
             Socket socket;
@@ -95,11 +186,9 @@ public sealed partial class RtmpServer(
 
             socket.NoDelay = true;
             counters.OnAccepted();
-            var session = new RtmpServerSession(socket, o, catalog, authorizer, registry, counters, time, loggers.CreateLogger<RtmpServerSession>());
+            var session = new RtmpServerSession(socket, o, catalog, authorizer, registry, counters, time, loggers.CreateLogger<RtmpServerSession>(), wrap);
             _sessions[session] = RunSessionAsync(session, stoppingToken);
         }
-
-        await Task.WhenAll(_sessions.Values).ConfigureAwait(false);
     }
 
     private async Task RunSessionAsync(RtmpServerSession session, CancellationToken stoppingToken)
@@ -116,11 +205,20 @@ public sealed partial class RtmpServer(
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "RTMP ingest listening on {Endpoint}, app \"{App}\"")]
-    private static partial void LogListening(ILogger logger, string endpoint, string app);
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Protocol} ingest listening on {Endpoint}, app \"{App}\"")]
+    private static partial void LogListening(ILogger logger, string protocol, string endpoint, string app);
 
-    [LoggerMessage(Level = LogLevel.Critical, Message = "RTMP ingest cannot listen on {Address}:{Port}: {Error} (set Restream:Rtmp:Port)")]
-    private static partial void LogBindFailed(ILogger logger, string address, int port, string error);
+    [LoggerMessage(Level = LogLevel.Critical, Message = "ingest cannot listen on {Address}:{Port}: {Error} (set {Key})")]
+    private static partial void LogBindFailed(ILogger logger, string address, int port, string error, string key);
+
+    [LoggerMessage(Level = LogLevel.Critical, Message = "RTMPS certificate {File} cannot be loaded: {Error} (Restream:Rtmps:CertificateFile, KeyFile, Password)")]
+    private static partial void LogCertificateFailed(ILogger logger, string file, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "RTMPS certificate reloaded: {Subject}, valid until {NotAfter:u}")]
+    private static partial void LogCertificateReloaded(ILogger logger, string subject, DateTime notAfter);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "RTMPS certificate files changed but cannot be loaded ({Error}); still serving the previous one")]
+    private static partial void LogCertificateReloadFailed(ILogger logger, string error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "RTMP accept failed: {Error}")]
     private static partial void LogAcceptFailed(ILogger logger, string error);

@@ -30,6 +30,7 @@ public sealed partial class RtmpServerSession
     private static readonly byte[] SetDataFrameName = "@setDataFrame"u8.ToArray();
 
     private readonly Socket _socket;
+    private readonly Func<Socket, CancellationToken, Task<Stream>>? _wrap;
     private readonly RtmpIngestOptions _options;
     private readonly IChannelCatalog _catalog;
     private readonly IPublishAuthorizer _authorizer;
@@ -44,12 +45,15 @@ public sealed partial class RtmpServerSession
     private Task? _playLoop;
     private string _streamLabel = "-";
     private bool _isPublisher;
+    private bool _secure;
     private CancellationTokenSource? _cts;
     private CancellationTokenRegistration _kick;
 
     public RtmpServerSession(Socket socket, RtmpIngestOptions options, IChannelCatalog catalog, IPublishAuthorizer authorizer,
-        StreamRegistry registry, IngestCounters counters, TimeProvider time, ILogger<RtmpServerSession> log)
+        StreamRegistry registry, IngestCounters counters, TimeProvider time, ILogger<RtmpServerSession> log,
+        Func<Socket, CancellationToken, Task<Stream>>? wrap = null)
     {
+        _wrap = wrap;
         _authorizer = authorizer;
         _socket = socket;
         _options = options;
@@ -68,7 +72,24 @@ public sealed partial class RtmpServerSession
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         _cts = cts;
-        await using var connection = new RtmpConnection(new NetworkStream(_socket, ownsSocket: true), _remote, _time);
+        Stream stream;
+        try
+        {
+            // RTMPS: the TLS handshake comes first, bounded by the publish timeout like the rest.
+            using var handshake = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
+            handshake.CancelAfter(_options.PublishTimeout);
+            stream = _wrap is null ? new NetworkStream(_socket, ownsSocket: true) : await _wrap(_socket, handshake.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or System.Security.Authentication.AuthenticationException or OperationCanceledException or SocketException)
+        {
+            _counters.OnProtocolError();
+            LogTlsFailed(_log, _remote, e is OperationCanceledException ? "TLS handshake timed out" : e.Message);
+            _socket.Dispose();
+            return;
+        }
+
+        _secure = _wrap is not null;
+        await using var connection = new RtmpConnection(stream, _remote, _time);
         _connection = connection;
         var watchdog = WatchAsync(connection, cts);
         try
@@ -452,7 +473,10 @@ public sealed partial class RtmpServerSession
             await SendStatusAsync(connection, "status", RtmpStatus.PlayUnpublishNotify, "The stream ended.", cancellationToken).ConfigureAwait(false);
             await connection.WriteAsync(o => ProtocolControl.WriteUserControl(o, UserControlEvent.StreamEof, MediaStreamId), cancellationToken).ConfigureAwait(false);
             // The player closes when it has read everything; if it does not, the socket goes with the session.
-            _socket.Shutdown(SocketShutdown.Send);
+            if (!_secure)
+            {
+                _socket.Shutdown(SocketShutdown.Send);
+            }
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException or InvalidOperationException)
         {
@@ -497,6 +521,9 @@ public sealed partial class RtmpServerSession
             State = SessionState.Connected;
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "RTMPS connection from {Remote} closed: {Error}")]
+    private static partial void LogTlsFailed(ILogger logger, string remote, string error);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} started")]
     private static partial void LogPublishStarted(ILogger logger, string stream, string remote);
