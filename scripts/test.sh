@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(ffmpeg nginx libnginx-mod-rtmp stunnel4 openssl socat postgresql)
+packages=(ffmpeg nginx libnginx-mod-rtmp stunnel4 openssl socat postgresql libsrt1.5-openssl srt-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -54,3 +54,27 @@ public sealed class RtmpsIngestOptions
 
     public bool Enabled => !string.IsNullOrEmpty(CertificateFile);
 }
+
+/// <summary>Options of the SRT listener (<c>Restream:Srt</c>).</summary>
+public sealed class SrtIngestOptions
+{
+    /// <summary>Turns the SRT listener on.</summary>
+    public bool Enabled { get; set; }
+
+    /// <summary>UDP port. 0 is not allowed here: libsrt binds what it is given.</summary>
+    public int Port { get; set; } = 9000;
+
+    public string Address { get; set; } = "0.0.0.0";
+
+    /// <summary>Receiver latency (SRTO_LATENCY): how long libsrt may wait for retransmissions.</summary>
+    public int LatencyMs { get; set; } = 200;
+
+    /// <summary>Encryption passphrase (10-79 characters) callers must use; none when empty.</summary>
+    public string? Passphrase { get; set; }
+
+    /// <summary>AES key length in bytes with a passphrase: 16, 24 or 32.</summary>
+    public int KeyLength { get; set; } = 16;
+
+    /// <summary>A publisher that sends nothing for this long is disconnected.</summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(10);
+}

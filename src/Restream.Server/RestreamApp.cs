@@ -78,6 +78,8 @@ public static class RestreamApp
         services.AddOpenApi();
         services.AddSingleton<StreamRegistry>();
         services.AddSingleton<IngestCounters>();
+        services.AddOptions<SrtIngestOptions>().Bind(builder.Configuration.GetSection("Restream:Srt")).ValidateOnStart();
+        services.AddHostedService<Restream.Ingest.Srt.SrtServer>();
         services.AddSingleton<RtmpServer>();
         services.AddHostedService(sp => sp.GetRequiredService<RtmpServer>());
         services.AddSingleton<RelayService>();

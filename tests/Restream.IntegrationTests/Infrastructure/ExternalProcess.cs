@@ -147,6 +147,14 @@ public static class TestPorts
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
+    /// <summary>A UDP port on loopback that is free right now (for SRT).</summary>
+    public static int GetFreeUdpPort()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)socket.LocalEndPoint!).Port;
+    }
+
     /// <summary>Waits until something accepts TCP connections on the port.</summary>
     public static async Task WaitForTcpAsync(int port, TimeSpan timeout)
     {

@@ -1,0 +1,235 @@
+using System.Net;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Restream.Ingest.Hub;
+using Restream.Ingest.Rtmp;
+using Restream.Media.Ts;
+
+namespace Restream.Ingest.Srt;
+
+/// <summary>
+/// The SRT listener: callers publish MPEG-TS with <c>streamid=publish:KEY</c> (or the access-control
+/// form <c>#!::r=KEY,m=publish</c>); the TS is demuxed into the same stream hub as RTMP, so SRT
+/// feeds fan out to RTMP destinations. libsrt's calls block, so each connection has its own thread.
+/// </summary>
+public sealed partial class SrtServer(
+    IOptions<SrtIngestOptions> options,
+    IChannelCatalog catalog,
+    IPublishAuthorizer authorizer,
+    StreamRegistry registry,
+    IngestCounters counters,
+    TimeProvider time,
+    ILogger<SrtServer> log) : BackgroundService
+{
+    private const int TimeoutError = 6003;
+    private const int WouldBlockError = 6002;
+    private readonly List<int> _open = [];
+    private int _listener = -1;
+
+    /// <summary>Parses a streamid into the stream key and whether the caller wants to publish.</summary>
+    public static (string? Key, bool Publish) ParseStreamId(string streamId)
+    {
+        if (streamId.StartsWith("#!::", StringComparison.Ordinal))
+        {
+            string? resource = null;
+            var mode = "request";
+            foreach (var pair in streamId[4..].Split(','))
+            {
+                var kv = pair.Split('=', 2);
+                if (kv.Length != 2)
+                {
+                    continue;
+                }
+
+                switch (kv[0])
+                {
+                    case "r":
+                        resource = kv[1];
+                        break;
+                    case "m":
+                        mode = kv[1];
+                        break;
+                }
+            }
+
+            return (resource, mode == "publish");
+        }
+
+        if (streamId.StartsWith("publish:", StringComparison.Ordinal))
+        {
+            return (streamId["publish:".Length..], true);
+        }
+
+        return streamId.Length > 0 && !streamId.Contains(':') ? (streamId, true) : (null, false);
+    }
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var o = options.Value;
+        if (!o.Enabled)
+        {
+            return Task.CompletedTask;
+        }
+
+        LibSrt.Startup();
+        _listener = LibSrt.srt_create_socket();
+        LibSrt.SetInt(_listener, LibSrt.SrtoLatency, o.LatencyMs);
+        if (!string.IsNullOrEmpty(o.Passphrase))
+        {
+            LibSrt.SetString(_listener, LibSrt.SrtoPassphrase, o.Passphrase);
+            LibSrt.SetInt(_listener, LibSrt.SrtoPbKeyLen, o.KeyLength);
+        }
+
+        LibSrt.BindAndListen(_listener, new IPEndPoint(IPAddress.Parse(o.Address), o.Port), 64);
+        LogListening(log, $"{o.Address}:{o.Port}", o.LatencyMs, string.IsNullOrEmpty(o.Passphrase) ? "off" : $"AES-{o.KeyLength * 8}");
+        stoppingToken.Register(() =>
+        {
+            LibSrt.srt_close(_listener);
+            lock (_open)
+            {
+                foreach (var socket in _open)
+                {
+                    LibSrt.srt_close(socket);
+                }
+            }
+        });
+
+        return Task.Factory.StartNew(() => AcceptLoop(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    }
+
+    private void AcceptLoop(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            int socket;
+            string remote;
+            try
+            {
+                (socket, remote) = LibSrt.Accept(_listener);
+            }
+            catch (SrtException e)
+            {
+                if (!stoppingToken.IsCancellationRequested)
+                {
+                    LogAcceptFailed(log, e.Message);
+                }
+
+                continue;
+            }
+
+            counters.OnAccepted();
+            lock (_open)
+            {
+                _open.Add(socket);
+            }
+
+            _ = Task.Factory.StartNew(() => ServeAsync(socket, remote, stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        }
+    }
+
+    private async Task ServeAsync(int socket, string remote, CancellationToken stoppingToken)
+    {
+        StreamHub? hub = null;
+        var label = "-";
+        try
+        {
+            var (key, publish) = ParseStreamId(LibSrt.GetString(socket, LibSrt.SrtoStreamId));
+            if (!publish || string.IsNullOrEmpty(key))
+            {
+                LogRefused(log, remote, "the streamid does not ask to publish (use publish:KEY or #!::r=KEY,m=publish)");
+                return;
+            }
+
+            var channel = await catalog.FindByStreamKeyAsync(key, stoppingToken).ConfigureAwait(false);
+            if (channel is null)
+            {
+                counters.OnRejectedKey();
+                LogRefused(log, remote, "unknown stream key");
+                return;
+            }
+
+            label = $"srt/{channel.Name}";
+            if (await authorizer.AuthorizeAsync(channel, remote, stoppingToken).ConfigureAwait(false) is { } denied)
+            {
+                LogRefused(log, remote, denied);
+                return;
+            }
+
+            if (!registry.TryStart(channel, remote, time, out hub))
+            {
+                LogRefused(log, remote, $"{channel.Name} is already live from {hub.PublisherRemote}");
+                hub = null;
+                return;
+            }
+
+            using var kick = hub.StopRequested.Register(() => LibSrt.srt_close(socket));
+            LogStarted(log, label, remote);
+            LibSrt.SetInt(socket, LibSrt.SrtoRcvTimeo, 1000);
+            var live = hub;
+            var demuxer = new TsDemuxer(live.Publish);
+            var buffer = new byte[1500];
+            var lastData = time.GetTimestamp();
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                var received = LibSrt.Receive(socket, buffer);
+                if (received > 0)
+                {
+                    lastData = time.GetTimestamp();
+                    demuxer.Feed(buffer.AsSpan(0, received));
+                    continue;
+                }
+
+                var error = LibSrt.LastError();
+                if (received < 0 && error.Code is TimeoutError or WouldBlockError)
+                {
+                    if (time.GetElapsedTime(lastData) > options.Value.IdleTimeout)
+                    {
+                        LogEnded(log, label, remote, $"nothing received for {options.Value.IdleTimeout.TotalSeconds:0.#} s");
+                        return;
+                    }
+
+                    continue;
+                }
+
+                demuxer.Flush();
+                LogEnded(log, label, remote, received == 0 ? "caller closed" : error.Message);
+                return;
+            }
+        }
+        catch (SrtException e)
+        {
+            LogEnded(log, label, remote, e.Message);
+        }
+        finally
+        {
+            if (hub is not null)
+            {
+                registry.Stop(hub);
+            }
+
+            lock (_open)
+            {
+                _open.Remove(socket);
+            }
+
+            LibSrt.srt_close(socket);
+            counters.OnClosed();
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "SRT ingest listening on {Endpoint}/udp, latency {Latency} ms, encryption {Encryption}")]
+    private static partial void LogListening(ILogger logger, string endpoint, int latency, string encryption);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "SRT accept failed: {Error}")]
+    private static partial void LogAcceptFailed(ILogger logger, string error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "SRT publish refused from {Remote}: {Reason}")]
+    private static partial void LogRefused(ILogger logger, string remote, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] SRT publisher {Remote} started")]
+    private static partial void LogStarted(ILogger logger, string stream, string remote);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] SRT publisher {Remote} stopped: {Reason}")]
+    private static partial void LogEnded(ILogger logger, string stream, string remote, string reason);
+}

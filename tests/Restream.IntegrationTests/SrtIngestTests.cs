@@ -1,0 +1,80 @@
+using Restream.Ingest.Srt;
+using Restream.IntegrationTests.Infrastructure;
+
+namespace Restream.IntegrationTests;
+
+public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNginxFixture>
+{
+    private const string Passphrase = "srt-secret-pass-1";
+
+    [Theory]
+    [InlineData("publish:srt_key_13572468", "publish:srt_key_13572468", true)]
+    [InlineData("#!::r=srt_key_13572468,m=publish", "srt_key_13572468", true)]
+    [InlineData("#!::u=alice,r=k1,m=request", "k1", false)]
+    [InlineData("plainkey", "plainkey", true)]
+    public void Streamid_forms_give_the_key_and_the_mode(string streamId, string expectedKeyOrPrefix, bool publish)
+    {
+        var (key, isPublish) = SrtServer.ParseStreamId(streamId);
+        Assert.Equal(publish, isPublish);
+        Assert.EndsWith(key!, expectedKeyOrPrefix);
+    }
+
+    [Fact]
+    public async Task Ffmpeg_publishes_over_encrypted_SRT_and_the_feed_reaches_an_RTMP_destination_with_every_frame()
+    {
+        var port = TestPorts.GetFreeUdpPort();
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Srt:Enabled"] = "true",
+            ["Restream:Srt:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Restream:Srt:Address"] = "127.0.0.1",
+            ["Restream:Srt:Passphrase"] = Passphrase,
+            ["Restream:Srt:LatencyMs"] = "200",
+            ["Restream:Channels:0:Name"] = "srtshow",
+            ["Restream:Channels:0:StreamKey"] = "srt_key_13572468",
+            ["Restream:Channels:0:Destinations:0:Name"] = "rtmp-out",
+            ["Restream:Channels:0:Destinations:0:Url"] = nginx.Nginx.Url("first"),
+            ["Restream:Channels:0:Destinations:0:Key"] = "from-srt",
+        });
+        // linger: the sender waits for its last packets to be delivered before closing. Without it
+        // libsrt (live mode, linger 0) drops the final ~latency worth of packets at close.
+        string Url(string streamId, string passphrase) =>
+            $"srt://127.0.0.1:{port}?streamid={streamId}&passphrase={passphrase}&pbkeylen=16&latency=200000&linger=2";
+
+        // Wrong passphrase: libsrt refuses the handshake; nothing goes live.
+        await using (var wrong = Ffmpeg.Publish(Url("publish:srt_key_13572468", "not-the-passphrase"), 3, size: "320x240", bitrateKbps: 300, format: "mpegts"))
+        {
+            await wrong.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Null(server.Streams.Find("srtshow"));
+        }
+
+        // Wrong key: accepted by SRT, refused by us, counted, closed.
+        var rejected = server.Counters.RejectedKeys;
+        await using (var wrongKey = Ffmpeg.Publish(Url("publish:not_a_key_0000", Passphrase), 3, size: "320x240", bitrateKbps: 300, format: "mpegts"))
+        {
+            Assert.True(await TestPorts.EventuallyAsync(() => server.Counters.RejectedKeys > rejected, TimeSpan.FromSeconds(10)), server.Log.Text);
+            Assert.Null(server.Streams.Find("srtshow"));
+        }
+
+        const int seconds = 10;
+        await using (var publisher = Ffmpeg.Publish(Url("#!::r=srt_key_13572468,m=publish", Passphrase), seconds, format: "mpegts"))
+        {
+            Assert.True(await TestPorts.EventuallyAsync(() => server.Relay.GetDestinations("srtshow") is [{ State: Relay.DestinationState.Live }],
+                TimeSpan.FromSeconds(15)), publisher.Tail() + server.Log.Text);
+            Assert.Equal(0, await publisher.WaitAsync(TimeSpan.FromSeconds(seconds + 30)));
+        }
+
+        // The caller closed; the stream ends and the relay unpublishes.
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.LiveStreams.Count == 0, TimeSpan.FromSeconds(15)), server.Log.Text);
+        var recording = nginx.Nginx.RecordingOf("first", "from-srt");
+        Assert.True(await TestPorts.EventuallyAsync(() => File.Exists(recording), TimeSpan.FromSeconds(10)));
+        await Task.Delay(500);
+        var streams = await Ffmpeg.ProbeAsync(recording, TimeSpan.FromSeconds(60));
+        var video = Assert.Single(streams, s => s.CodecType == "video");
+        Assert.Equal(("h264", 1280, 720), (video.CodecName, video.Width, video.Height));
+        Assert.Equal("aac", Assert.Single(streams, s => s.CodecType == "audio").CodecName);
+        Assert.InRange(video.Frames, seconds * Ffmpeg.Fps * 99 / 100, seconds * Ffmpeg.Fps * 101 / 100);
+        Assert.DoesNotContain("srt_key_13572468", server.Log.Text);
+        Assert.DoesNotContain(Passphrase, server.Log.Text);
+    }
+}
