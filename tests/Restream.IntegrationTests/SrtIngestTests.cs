@@ -77,4 +77,37 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
         Assert.DoesNotContain("srt_key_13572468", server.Log.Text);
         Assert.DoesNotContain(Passphrase, server.Log.Text);
     }
+
+    [Fact]
+    public async Task Two_percent_loss_each_way_at_200_ms_latency_still_delivers_every_frame()
+    {
+        var port = TestPorts.GetFreeUdpPort();
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Srt:Enabled"] = "true",
+            ["Restream:Srt:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Restream:Srt:Address"] = "127.0.0.1",
+            ["Restream:Srt:LatencyMs"] = "200",
+            ["Restream:Channels:0:Name"] = "lossy",
+            ["Restream:Channels:0:StreamKey"] = "lossy_key_97531864",
+            ["Restream:Channels:0:Destinations:0:Name"] = "rtmp-out",
+            ["Restream:Channels:0:Destinations:0:Url"] = nginx.Nginx.Url("second"),
+            ["Restream:Channels:0:Destinations:0:Key"] = "from-lossy-srt",
+        });
+        await using var link = new LossyUdpProxy(port, 0.02);
+        const int seconds = 10;
+        await using (var publisher = Ffmpeg.Publish(
+            $"srt://127.0.0.1:{link.Port}?streamid=publish:lossy_key_97531864&latency=200000&linger=2", seconds, format: "mpegts"))
+        {
+            Assert.Equal(0, await publisher.WaitAsync(TimeSpan.FromSeconds(seconds + 30)));
+        }
+
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.LiveStreams.Count == 0, TimeSpan.FromSeconds(15)), server.Log.Text);
+        Assert.True(link.Dropped > 50, $"the link dropped only {link.Dropped} datagrams");
+        var recording = nginx.Nginx.RecordingOf("second", "from-lossy-srt");
+        Assert.True(await TestPorts.EventuallyAsync(() => File.Exists(recording), TimeSpan.FromSeconds(10)));
+        await Task.Delay(500);
+        var video = Assert.Single(await Ffmpeg.ProbeAsync(recording, TimeSpan.FromSeconds(60)), s => s.CodecType == "video");
+        Assert.InRange(video.Frames, seconds * Ffmpeg.Fps * 99 / 100, seconds * Ffmpeg.Fps * 101 / 100);
+    }
 }

@@ -1,0 +1,109 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Restream.IntegrationTests.Infrastructure;
+
+/// <summary>
+/// A lossy network link on loopback: forwards UDP datagrams between one client and a server and drops
+/// a given share of them in each direction (this kernel has no netem qdisc, so the loss is made here).
+/// </summary>
+public sealed class LossyUdpProxy : IAsyncDisposable
+{
+    private readonly Socket _front = new(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+    private readonly Socket _back = new(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+    private readonly IPEndPoint _server;
+    private readonly double _loss;
+    private readonly Random _random = new(20261124);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _forward;
+    private readonly Task _backward;
+    private EndPoint? _client;
+    private long _dropped;
+    private long _passed;
+
+    public LossyUdpProxy(int serverPort, double loss)
+    {
+        _server = new IPEndPoint(IPAddress.Loopback, serverPort);
+        _loss = loss;
+        _front.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        _back.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        Port = ((IPEndPoint)_front.LocalEndPoint!).Port;
+        _forward = ForwardAsync();
+        _backward = BackwardAsync();
+    }
+
+    public int Port { get; }
+    public long Dropped => Interlocked.Read(ref _dropped);
+    public long Passed => Interlocked.Read(ref _passed);
+
+    private bool Drop()
+    {
+        lock (_random)
+        {
+            return _random.NextDouble() < _loss;
+        }
+    }
+
+    private async Task ForwardAsync()
+    {
+        var buffer = new byte[65536];
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                var result = await _front.ReceiveFromAsync(buffer, new IPEndPoint(IPAddress.Any, 0), _stop.Token);
+                _client = result.RemoteEndPoint;
+                if (Drop())
+                {
+                    Interlocked.Increment(ref _dropped);
+                    continue;
+                }
+
+                Interlocked.Increment(ref _passed);
+                await _back.SendToAsync(buffer.AsMemory(0, result.ReceivedBytes), _server, _stop.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                if (_stop.IsCancellationRequested)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private async Task BackwardAsync()
+    {
+        var buffer = new byte[65536];
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                var result = await _back.ReceiveFromAsync(buffer, new IPEndPoint(IPAddress.Any, 0), _stop.Token);
+                if (_client is null || Drop())
+                {
+                    Interlocked.Increment(ref _dropped);
+                    continue;
+                }
+
+                Interlocked.Increment(ref _passed);
+                await _front.SendToAsync(buffer.AsMemory(0, result.ReceivedBytes), _client, _stop.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+            {
+                if (_stop.IsCancellationRequested)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _front.Dispose();
+        _back.Dispose();
+        await Task.WhenAll(_forward, _backward);
+    }
+}
