@@ -110,4 +110,40 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
         var video = Assert.Single(await Ffmpeg.ProbeAsync(recording, TimeSpan.FromSeconds(60)), s => s.CodecType == "video");
         Assert.InRange(video.Frames, seconds * Ffmpeg.Fps * 99 / 100, seconds * Ffmpeg.Fps * 101 / 100);
     }
+
+    [Fact]
+    public async Task Srt_live_transmit_as_the_sender_works_too()
+    {
+        var port = TestPorts.GetFreeUdpPort();
+        var udp = TestPorts.GetFreeUdpPort();
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Srt:Enabled"] = "true",
+            ["Restream:Srt:Port"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Restream:Srt:Address"] = "127.0.0.1",
+            ["Restream:Srt:Passphrase"] = Passphrase,
+            ["Restream:Channels:0:Name"] = "slt",
+            ["Restream:Channels:0:StreamKey"] = "slt_key_86420975",
+        });
+
+        // ffmpeg encodes to UDP; srt-live-transmit (Debian's srt-tools) carries it over SRT to us.
+        await using var transmit = ExternalProcess.Start("srt-live-transmit",
+            ["-q", $"udp://127.0.0.1:{udp}", $"srt://127.0.0.1:{port}?streamid=publish:slt_key_86420975&passphrase={Passphrase}&pbkeylen=16&latency=200"]);
+        await Task.Delay(500);
+        const int seconds = 6;
+        await using (var encoder = Ffmpeg.Publish($"udp://127.0.0.1:{udp}?pkt_size=1316", seconds, size: "640x360", bitrateKbps: 800, format: "mpegts"))
+        {
+            Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.Find("slt") is { FramesIn: > 30 }, TimeSpan.FromSeconds(15)),
+                transmit.Tail() + server.Log.Text);
+            var hub = server.Streams.Find("slt")!;
+            Assert.Equal(("H264", 640, 360), (hub.Media?.VideoCodec, hub.Media?.Width ?? 0, hub.Media?.Height ?? 0));
+            Assert.Equal("AAC", hub.Media?.AudioCodec);
+            Assert.Equal(0, await encoder.WaitAsync(TimeSpan.FromSeconds(seconds + 30)));
+        }
+
+        await Task.Delay(1000); // what srt-live-transmit still holds reaches us within the 200 ms latency
+        var hubAfter = server.Streams.Find("slt");
+        Assert.NotNull(hubAfter);
+        Assert.InRange(hubAfter.VideoFramesIn, seconds * Ffmpeg.Fps * 99 / 100, seconds * Ffmpeg.Fps * 101 / 100);
+    }
 }
