@@ -18,6 +18,7 @@ public sealed record DestinationConfig(string Id, string Name, Uri Url, string? 
                 path = path[..cut];
             }
 
+            // Query strings (an SRT streamid or passphrase) are never shown.
             return $"{Url.Scheme}://{Url.Host}:{Url.Port}{path}";
         }
     }

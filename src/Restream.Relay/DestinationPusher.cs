@@ -89,7 +89,8 @@ public sealed partial class DestinationPusher
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        var target = PublishTarget.From(_destination.Url, _destination.Key);
+        var isSrt = _destination.Url.Scheme == "srt";
+        var target = isSrt ? new PublishTarget(_destination.Url, _destination.Key ?? "") : PublishTarget.From(_destination.Url, _destination.Key);
         var attempt = 0;
         while (!cancellationToken.IsCancellationRequested && !_hub.Ended)
         {
@@ -115,7 +116,8 @@ public sealed partial class DestinationPusher
                 LogRejected(_log, _label, _destination.SafeUrl, e.Message);
             }
             catch (Exception e) when (e is IOException or SocketException or RtmpProtocolException or TimeoutException
-                or AuthenticationException or OperationCanceledException or Media.Amf.AmfException or ObjectDisposedException)
+                or AuthenticationException or OperationCanceledException or Media.Amf.AmfException or ObjectDisposedException
+                or Ingest.Srt.SrtException)
             {
                 _lastError = e is OperationCanceledException ? "timed out connecting" : e.Message;
                 LogFailed(_log, _label, _destination.SafeUrl, _lastError);
@@ -143,11 +145,13 @@ public sealed partial class DestinationPusher
     /// <summary>One connection: returns whether it got live; throws on failure.</summary>
     private async Task<bool> PushOnceAsync(PublishTarget target, CancellationToken cancellationToken)
     {
-        RtmpPublishClient client;
+        IPublishClient client;
         using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {
             connectTimeout.CancelAfter(_options.ConnectTimeout);
-            client = await RtmpPublishClient.ConnectAsync(target, _extraTrust, _time, connectTimeout.Token, _options.SocketSendBuffer).ConfigureAwait(false);
+            client = target.ServerUrl.Scheme == "srt"
+                ? await SrtPublishClient.ConnectAsync(target.ServerUrl, _destination.Key, _options.ConnectTimeout, connectTimeout.Token).ConfigureAwait(false)
+                : await RtmpPublishClient.ConnectAsync(target, _extraTrust, _time, connectTimeout.Token, _options.SocketSendBuffer).ConfigureAwait(false);
         }
 
         await using (client.ConfigureAwait(false))
@@ -174,7 +178,7 @@ public sealed partial class DestinationPusher
                 await sending.ConfigureAwait(false);
                 // The stream ended and everything queued was sent: say goodbye properly.
                 using var bye = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-                await client.UnpublishAsync(target.StreamName, bye.Token).ConfigureAwait(false);
+                await client.UnpublishAsync(bye.Token).ConfigureAwait(false);
                 return true;
             }
             finally
@@ -196,9 +200,8 @@ public sealed partial class DestinationPusher
         }
     }
 
-    private async Task SendAsync(RtmpPublishClient client, FrameQueue queue, CancellationToken cancellationToken)
+    private async Task SendAsync(IPublishClient client, FrameQueue queue, CancellationToken cancellationToken)
     {
-        var connection = client.Connection;
         while (await queue.WaitToReadAsync().ConfigureAwait(false))
         {
             while (queue.TryDequeue(out var frame))
@@ -206,9 +209,9 @@ public sealed partial class DestinationPusher
                 try
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    var before = connection.BytesSent;
+                    var before = client.BytesSent;
                     await client.SendFrameAsync(frame, cancellationToken).ConfigureAwait(false);
-                    Interlocked.Add(ref _bytesSent, connection.BytesSent - before);
+                    Interlocked.Add(ref _bytesSent, client.BytesSent - before);
                     Interlocked.Increment(ref _framesSent);
                 }
                 finally

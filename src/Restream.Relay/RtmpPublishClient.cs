@@ -51,11 +51,16 @@ public sealed record PublishTarget(Uri ServerUrl, string StreamName)
 /// Publishes one stream to an RTMP or RTMPS server, the way OBS does: connect, releaseStream,
 /// FCPublish, createStream, publish, then media. Used by the relay and by the agent.
 /// </summary>
-public sealed class RtmpPublishClient : IAsyncDisposable
+public sealed class RtmpPublishClient : IPublishClient
 {
     private static readonly byte[] SetDataFrame = BuildSetDataFramePrefix();
     private readonly RtmpConnection _connection;
     private uint _streamId;
+    private string _streamName = "";
+
+    public long BytesSent => _connection.BytesSent;
+
+    public Task UnpublishAsync(CancellationToken cancellationToken) => UnpublishAsync(_streamName, cancellationToken);
 
     private RtmpPublishClient(RtmpConnection connection)
     {
@@ -127,6 +132,7 @@ public sealed class RtmpPublishClient : IAsyncDisposable
     private async Task PublishAsync(PublishTarget target, int port, CancellationToken cancellationToken)
     {
         var url = target.ServerUrl;
+        _streamName = target.StreamName;
         await _connection.ConnectHandshakeAsync(cancellationToken).ConfigureAwait(false);
         await _connection.SetOutChunkSizeAsync(RtmpConnection.DefaultOutChunkSize, cancellationToken).ConfigureAwait(false);
         var tcUrl = $"{url.Scheme}://{url.Host}:{port}/{target.App}";

@@ -78,9 +78,9 @@ public sealed class ChannelsOptionsValidator : IValidateOptions<ChannelsOptions>
                 }
 
                 if (!Uri.TryCreate(destination.Url, UriKind.Absolute, out var url)
-                    || url.Scheme is not ("rtmp" or "rtmps"))
+                    || url.Scheme is not ("rtmp" or "rtmps" or "srt"))
                 {
-                    errors.Add($"{dpath}:Url must be an rtmp:// or rtmps:// URL (got \"{Redact(destination.Url)}\")");
+                    errors.Add($"{dpath}:Url must be an rtmp://, rtmps:// or srt:// URL (got \"{Redact(destination.Url)}\")");
                     continue;
                 }
 
@@ -89,7 +89,7 @@ public sealed class ChannelsOptionsValidator : IValidateOptions<ChannelsOptions>
                     errors.Add($"{dpath}:Url has no host");
                 }
 
-                if (string.IsNullOrEmpty(destination.Key) && url.AbsolutePath.Trim('/').Split('/').Length < 2)
+                if (url.Scheme != "srt" && string.IsNullOrEmpty(destination.Key) && url.AbsolutePath.Trim('/').Split('/').Length < 2)
                 {
                     errors.Add($"{dpath}:Key is required (or put the stream key last in the Url path)");
                 }

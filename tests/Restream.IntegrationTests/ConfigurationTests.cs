@@ -6,7 +6,7 @@ namespace Restream.IntegrationTests;
 public sealed class ConfigurationTests
 {
     [Theory]
-    [InlineData("Restream:Channels:0:Destinations:0:Url", "http://example.com/app", "Restream:Channels:0:Destinations:0:Url must be an rtmp:// or rtmps:// URL")]
+    [InlineData("Restream:Channels:0:Destinations:0:Url", "http://example.com/app", "Restream:Channels:0:Destinations:0:Url must be an rtmp://, rtmps:// or srt:// URL")]
     [InlineData("Restream:Channels:0:StreamKey", "short", "Restream:Channels:0:StreamKey is too short")]
     [InlineData("Restream:Rtmp:Port", "70000", "Restream:Rtmp:Port must be between 0 and 65535")]
     [InlineData("Restream:Rtmp:ChunkSize", "1", "Restream:Rtmp:ChunkSize must be between 128 and 65536")]

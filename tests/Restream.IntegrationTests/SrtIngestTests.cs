@@ -146,4 +146,32 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
         Assert.NotNull(hubAfter);
         Assert.InRange(hubAfter.VideoFramesIn, seconds * Ffmpeg.Fps * 99 / 100, seconds * Ffmpeg.Fps * 101 / 100);
     }
+
+    [Fact]
+    public async Task Srt_destination_is_read_back_by_ffprobe_listening_in_listener_mode()
+    {
+        var port = TestPorts.GetFreeUdpPort();
+        // ffprobe listens (as an SRS SRT port would); our relay calls it.
+        var probe = Ffmpeg.ProbeAsync($"srt://127.0.0.1:{port}?mode=listener&latency=200000&streamid=out", TimeSpan.FromSeconds(60));
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "srtout",
+            ["Restream:Channels:0:StreamKey"] = "srtout_key_1029384756",
+            ["Restream:Channels:0:Destinations:0:Name"] = "srs-srt",
+            ["Restream:Channels:0:Destinations:0:Url"] = $"srt://127.0.0.1:{port}?latency=200&streamid=#!::r=live/out,m=publish",
+        });
+        const int seconds = 6;
+        await using (var publisher = Ffmpeg.Publish(server.PublishUrl("srtout_key_1029384756"), seconds))
+        {
+            Assert.True(await TestPorts.EventuallyAsync(() => server.Relay.GetDestinations("srtout") is [{ State: Relay.DestinationState.Live }],
+                TimeSpan.FromSeconds(15)), server.Log.Text);
+            Assert.Equal(0, await publisher.WaitAsync(TimeSpan.FromSeconds(seconds + 30)));
+        }
+
+        var streams = await probe;
+        var video = Assert.Single(streams, s => s.CodecType == "video");
+        Assert.Equal(("h264", 1280, 720), (video.CodecName, video.Width, video.Height));
+        Assert.Equal("aac", Assert.Single(streams, s => s.CodecType == "audio").CodecName);
+        Assert.InRange(video.Frames, seconds * Ffmpeg.Fps * 80 / 100, seconds * Ffmpeg.Fps * 101 / 100);
+    }
 }

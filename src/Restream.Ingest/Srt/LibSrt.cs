@@ -20,7 +20,9 @@ internal static unsafe partial class LibSrt
     private const string Library = "srt";
 
     // SRT_SOCKOPT values from srt.h.
+    public const int SrtoSndSyn = 1;
     public const int SrtoRcvSyn = 2;
+    public const int SrtoConnTimeo = 36;
     public const int SrtoRcvTimeo = 14;
     public const int SrtoLatency = 23;
     public const int SrtoPassphrase = 26;
@@ -60,6 +62,8 @@ internal static unsafe partial class LibSrt
     [LibraryImport(Library)] private static partial int srt_accept(int u, byte* addr, int* addrlen);
     [LibraryImport(Library)] public static partial int srt_close(int u);
     [LibraryImport(Library)] private static partial int srt_recvmsg(int u, byte* buf, int len);
+    [LibraryImport(Library)] private static partial int srt_send(int u, byte* buf, int len);
+    [LibraryImport(Library)] private static partial int srt_connect(int u, byte* name, int namelen);
     [LibraryImport(Library)] private static partial int srt_setsockflag(int u, int opt, void* optval, int optlen);
     [LibraryImport(Library)] private static partial int srt_getsockflag(int u, int opt, void* optval, int* optlen);
     [LibraryImport(Library)] private static partial IntPtr srt_getlasterror_str();
@@ -112,12 +116,34 @@ internal static unsafe partial class LibSrt
     {
         // struct sockaddr_in: family (host order), port (network order), IPv4 address, 8 zero bytes.
         var address = stackalloc byte[16];
-        new Span<byte>(address, 16).Clear();
-        BinaryPrimitives.WriteUInt16LittleEndian(new Span<byte>(address, 2), 2); // AF_INET
-        BinaryPrimitives.WriteUInt16BigEndian(new Span<byte>(address + 2, 2), (ushort)endpoint.Port);
-        endpoint.Address.MapToIPv4().TryWriteBytes(new Span<byte>(address + 4, 4), out _);
+        WriteSockaddr(new Span<byte>(address, 16), endpoint);
         Check(srt_bind(socket, address, 16));
         Check(srt_listen(socket, backlog));
+    }
+
+    /// <summary>Connects a caller socket (blocking, bounded by SRTO_CONNTIMEO).</summary>
+    public static void Connect(int socket, IPEndPoint endpoint)
+    {
+        var address = stackalloc byte[16];
+        WriteSockaddr(new Span<byte>(address, 16), endpoint);
+        Check(srt_connect(socket, address, 16));
+    }
+
+    /// <summary>Sends one message (at most 1316 bytes in live mode); blocks while the send buffer is full.</summary>
+    public static void Send(int socket, ReadOnlySpan<byte> data)
+    {
+        fixed (byte* p = data)
+        {
+            Check(srt_send(socket, p, data.Length));
+        }
+    }
+
+    private static void WriteSockaddr(Span<byte> address, IPEndPoint endpoint)
+    {
+        address.Clear();
+        BinaryPrimitives.WriteUInt16LittleEndian(address, 2); // AF_INET, host order
+        BinaryPrimitives.WriteUInt16BigEndian(address[2..], (ushort)endpoint.Port);
+        endpoint.Address.MapToIPv4().TryWriteBytes(address.Slice(4, 4), out _);
     }
 
     /// <summary>Blocks until a caller connects; returns the new socket and the caller's address.</summary>

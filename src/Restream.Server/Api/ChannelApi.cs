@@ -299,9 +299,9 @@ public static partial class ChannelApi
         {
             errors["url"] = [platform is null ? "A server URL is required." : $"{platform.DisplayName} needs the server URL it shows you ({platform.Notes})."];
         }
-        else if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("rtmp" or "rtmps") || string.IsNullOrEmpty(uri.Host))
+        else if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("rtmp" or "rtmps" or "srt") || string.IsNullOrEmpty(uri.Host))
         {
-            errors["url"] = ["Use an rtmp:// or rtmps:// URL with a host (SRT destinations are not available yet)."];
+            errors["url"] = ["Use an rtmp://, rtmps:// or srt:// URL with a host."];
         }
         else if (platform is { RequiresRtmps: true } && uri.Scheme != "rtmps")
         {
@@ -309,7 +309,7 @@ public static partial class ChannelApi
         }
 
         var key = request.Key;
-        if (creating && string.IsNullOrEmpty(key) && url is not null && Uri.TryCreate(url, UriKind.Absolute, out var u2) && u2.AbsolutePath.Trim('/').Split('/').Length < 2)
+        if (creating && string.IsNullOrEmpty(key) && url is not null && Uri.TryCreate(url, UriKind.Absolute, out var u2) && u2.Scheme != "srt" && u2.AbsolutePath.Trim('/').Split('/').Length < 2)
         {
             errors["key"] = ["The platform's stream key is required (or put it last in the URL path)."];
         }
@@ -325,7 +325,7 @@ public static partial class ChannelApi
             return Results.ValidationProblem(errors, title: "The destination is not valid");
         }
 
-        if (string.IsNullOrEmpty(key) && request.Url is not null && (creating || entity.ProtectedKey is null))
+        if (string.IsNullOrEmpty(key) && request.Url is not null && (creating || entity.ProtectedKey is null) && !request.Url.StartsWith("srt:", StringComparison.OrdinalIgnoreCase))
         {
             // A key pasted as the URL's last segment is split off and stored encrypted like any key.
             var uri = new Uri(url!);

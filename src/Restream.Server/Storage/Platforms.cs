@@ -19,8 +19,8 @@ public static class Platforms
         new("telegram", "Telegram", null, true, null, 2, ["h264", "aac"], "server URL per stream, shown in the app: rtmps://dc<N>-1.rtmp.t.me/s/"),
         new("rumble", "Rumble", null, false, null, 2, ["h264", "aac"], "server URL per stream, shown in Rumble's live stream setup"),
         new("trovo", "Trovo", "rtmp://livepush.trovo.live/live/", false, null, 2, ["h264", "aac"], ""),
-        new("srs", "SRS", null, false, null, 2, ["h264", "hevc", "aac"], "your own SRS: rtmp://<srs-host>:1935/live"),
-        new("custom", "Custom RTMP(S)", null, false, null, 2, ["h264", "hevc", "aac"], "any rtmp:// or rtmps:// URL"),
+        new("srs", "SRS", null, false, null, 2, ["h264", "hevc", "aac"], "your own SRS: rtmp://<srs-host>:1935/live or srt://<srs-host>:10080?streamid=#!::r=live/<name>,m=publish"),
+        new("custom", "Custom RTMP(S)/SRT", null, false, null, 2, ["h264", "hevc", "aac"], "any rtmp://, rtmps:// or srt:// URL"),
     ];
 
     public static Platform? Find(string id) => All.FirstOrDefault(p => string.Equals(p.Id, id, StringComparison.OrdinalIgnoreCase));

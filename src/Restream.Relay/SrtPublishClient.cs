@@ -1,0 +1,179 @@
+using System.Buffers;
+using System.Net;
+using System.Threading.Channels;
+using Restream.Ingest.Srt;
+using Restream.Media;
+using Restream.Media.Ts;
+
+namespace Restream.Relay;
+
+/// <summary>An outgoing feed to one destination, over RTMP(S) or SRT.</summary>
+public interface IPublishClient : IAsyncDisposable
+{
+    long BytesSent { get; }
+
+    ValueTask SendFrameAsync(MediaFrame frame, CancellationToken cancellationToken);
+
+    /// <summary>Completes with an exception when the destination goes away.</summary>
+    Task ReadUntilClosedAsync(CancellationToken cancellationToken);
+
+    /// <summary>Ends the publish politely once everything queued was sent.</summary>
+    Task UnpublishAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// Publishes to an SRT listener (an SRS SRT port, a hardware decoder): frames are muxed to MPEG-TS and
+/// sent as 1316-byte live messages. <c>srt://host:port?streamid=…&amp;passphrase=…&amp;pbkeylen=16&amp;latency=200</c>
+/// (latency in milliseconds). libsrt's send blocks, so a thread of its own sends; the queue in front
+/// of it is bounded, which passes back-pressure to the destination's keyframe-aware frame queue.
+/// </summary>
+public sealed class SrtPublishClient : IPublishClient
+{
+    private const int MessageSize = 7 * TsDemuxer.PacketSize;
+    private readonly int _socket;
+    private readonly TsMuxer _muxer = new();
+    private readonly ArrayBufferWriter<byte> _ts = new(64 * 1024);
+    private readonly Channel<(byte[] Buffer, int Length)> _outgoing =
+        Channel.CreateBounded<(byte[], int)>(new BoundedChannelOptions(256) { SingleReader = true, SingleWriter = true });
+    private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Thread _sender;
+    private long _bytesSent;
+    private int _disposed;
+
+    private SrtPublishClient(int socket)
+    {
+        _socket = socket;
+        _sender = new Thread(SendLoop) { IsBackground = true, Name = "srt-send" };
+        _sender.Start();
+    }
+
+    public long BytesSent => Interlocked.Read(ref _bytesSent);
+
+    public static async Task<SrtPublishClient> ConnectAsync(Uri url, string? key, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        LibSrt.Startup();
+        var query = System.Web.HttpUtility.ParseQueryString(url.Query);
+        var socket = LibSrt.srt_create_socket();
+        try
+        {
+            LibSrt.SetInt(socket, LibSrt.SrtoConnTimeo, (int)timeout.TotalMilliseconds);
+            if (int.TryParse(query["latency"], out var latency))
+            {
+                LibSrt.SetInt(socket, LibSrt.SrtoLatency, latency);
+            }
+
+            var streamId = query["streamid"] ?? key;
+            if (!string.IsNullOrEmpty(streamId))
+            {
+                LibSrt.SetString(socket, LibSrt.SrtoStreamId, streamId);
+            }
+
+            if (!string.IsNullOrEmpty(query["passphrase"]))
+            {
+                LibSrt.SetString(socket, LibSrt.SrtoPassphrase, query["passphrase"]!);
+                LibSrt.SetInt(socket, LibSrt.SrtoPbKeyLen, int.TryParse(query["pbkeylen"], out var keyLength) ? keyLength : 16);
+            }
+
+            var addresses = await Dns.GetHostAddressesAsync(url.Host, System.Net.Sockets.AddressFamily.InterNetwork, cancellationToken).ConfigureAwait(false);
+            var endpoint = new IPEndPoint(addresses.FirstOrDefault() ?? throw new IOException($"{url.Host} has no IPv4 address"), url.Port);
+            await Task.Run(() => LibSrt.Connect(socket, endpoint), cancellationToken).ConfigureAwait(false);
+            return new SrtPublishClient(socket);
+        }
+        catch (SrtException e)
+        {
+            LibSrt.srt_close(socket);
+            throw new IOException($"SRT connect to {url.Host}:{url.Port} failed: {e.Message}", e);
+        }
+        catch
+        {
+            LibSrt.srt_close(socket);
+            throw;
+        }
+    }
+
+    public async ValueTask SendFrameAsync(MediaFrame frame, CancellationToken cancellationToken)
+    {
+        _muxer.Write(frame, _ts);
+        var data = _ts.WrittenMemory;
+        while (data.Length > 0)
+        {
+            var take = Math.Min(MessageSize, data.Length);
+            var buffer = MediaBuffers.Pool.Rent(take);
+            data.Span[..take].CopyTo(buffer);
+            data = data[take..];
+            await _outgoing.Writer.WriteAsync((buffer, take), cancellationToken).ConfigureAwait(false);
+        }
+
+        _ts.ResetWrittenCount();
+        if (_closed.Task.IsFaulted)
+        {
+            await _closed.Task.ConfigureAwait(false);
+        }
+    }
+
+    private void SendLoop()
+    {
+        try
+        {
+            while (_outgoing.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+            {
+                while (_outgoing.Reader.TryRead(out var item))
+                {
+                    try
+                    {
+                        LibSrt.Send(_socket, item.Buffer.AsSpan(0, item.Length));
+                        Interlocked.Add(ref _bytesSent, item.Length);
+                    }
+                    finally
+                    {
+                        MediaBuffers.Pool.Return(item.Buffer);
+                    }
+                }
+            }
+
+            _closed.TrySetResult();
+        }
+        catch (SrtException e)
+        {
+            _closed.TrySetException(new IOException($"SRT destination went away: {e.Message}", e));
+            _outgoing.Writer.TryComplete();
+            while (_outgoing.Reader.TryRead(out var item))
+            {
+                MediaBuffers.Pool.Return(item.Buffer);
+            }
+        }
+    }
+
+    public async Task ReadUntilClosedAsync(CancellationToken cancellationToken)
+    {
+        await _closed.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        throw new IOException("the SRT destination closed the connection");
+    }
+
+    public async Task UnpublishAsync(CancellationToken cancellationToken)
+    {
+        _outgoing.Writer.TryComplete();
+        try
+        {
+            await _closed.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        // Give libsrt a moment to deliver what it holds before the socket closes (live mode has no linger).
+        await Task.Delay(300, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _outgoing.Writer.TryComplete();
+            LibSrt.srt_close(_socket);
+            _sender.Join(TimeSpan.FromSeconds(2));
+        }
+
+        return ValueTask.CompletedTask;
+    }
+}
