@@ -26,6 +26,9 @@ public sealed class RestreamMetrics
     private readonly Counter _streamFrames;
     private readonly Gauge _streamBitrate;
     private readonly Gauge _streamUptime;
+    private readonly Gauge _linkRtt;
+    private readonly Counter _linkLost;
+    private readonly Counter _linkRetransmitted;
     private readonly Counter _destinationBytes;
     private readonly Counter _destinationFrames;
     private readonly Counter _destinationDropped;
@@ -56,6 +59,9 @@ public sealed class RestreamMetrics
         _streamFrames = f.CreateCounter("restream_stream_received_frames_total", "Media frames received from the publisher.", stream);
         _streamBitrate = f.CreateGauge("restream_stream_bitrate_kbps", "Publisher bitrate over the last scrape interval.", stream);
         _streamUptime = f.CreateGauge("restream_stream_uptime_seconds", "Seconds since the stream went live.", stream);
+        _linkRtt = f.CreateGauge("restream_ingest_link_rtt_ms", "Round-trip time of the publisher's SRT link.", stream);
+        _linkLost = f.CreateCounter("restream_ingest_link_lost_packets_total", "Packets the publisher's SRT link lost (before retransmission).", stream);
+        _linkRetransmitted = f.CreateCounter("restream_ingest_link_retransmitted_packets_total", "Retransmitted packets received on the publisher's SRT link.", stream);
         string[] destination = ["channel", "destination"];
         _destinationBytes = f.CreateCounter("restream_destination_sent_bytes_total", "Bytes sent to the destination.", destination);
         _destinationFrames = f.CreateCounter("restream_destination_sent_frames_total", "Frames sent to the destination.", destination);
@@ -87,6 +93,13 @@ public sealed class RestreamMetrics
                 _streamBytes.WithLabels(hub.Name).IncTo(hub.BytesIn);
                 _streamFrames.WithLabels(hub.Name).IncTo(hub.FramesIn);
                 _streamUptime.WithLabels(hub.Name).Set((now - hub.StartedAt).TotalSeconds);
+                if (hub.LinkStats?.Invoke() is { } link)
+                {
+                    _linkRtt.WithLabels(hub.Name).Set(link.RttMs);
+                    _linkLost.WithLabels(hub.Name).IncTo(link.PacketsLost);
+                    _linkRetransmitted.WithLabels(hub.Name).IncTo(link.PacketsRetransmitted);
+                }
+
                 var key = hub.Name;
                 var (bytes, at) = _lastBytes.TryGetValue(key, out var last) ? last : (0L, hub.StartedAt);
                 var seconds = (now - at).TotalSeconds;
@@ -114,6 +127,9 @@ public sealed class RestreamMetrics
                 _streamFrames.RemoveLabelled(gone);
                 _streamBitrate.RemoveLabelled(gone);
                 _streamUptime.RemoveLabelled(gone);
+                _linkRtt.RemoveLabelled(gone);
+                _linkLost.RemoveLabelled(gone);
+                _linkRetransmitted.RemoveLabelled(gone);
                 _lastBytes.Remove(gone);
             }
 

@@ -99,6 +99,17 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
         await using (var publisher = Ffmpeg.Publish(
             $"srt://127.0.0.1:{link.Port}?streamid=publish:lossy_key_97531864&latency=200000&linger=2", seconds, format: "mpegts"))
         {
+            // The link's figures are visible while live: loss seen and repaired by retransmission.
+            Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.Find("lossy")?.LinkStats?.Invoke() is { PacketsLost: > 5, PacketsRetransmitted: > 5 },
+                TimeSpan.FromSeconds(seconds)), server.Log.Text);
+            using var http = server.Http();
+            var streams = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/api/v1/streams")).RootElement;
+            var linkView = streams[0].GetProperty("link");
+            Assert.Equal("srt", linkView.GetProperty("protocol").GetString());
+            Assert.True(linkView.GetProperty("packetsLost").GetInt64() > 0);
+            Assert.True(linkView.GetProperty("packetsReceived").GetInt64() > 100);
+            var metrics = await http.GetStringAsync("/metrics");
+            Assert.Contains("restream_ingest_link_lost_packets_total{channel=\"lossy\"}", metrics);
             Assert.Equal(0, await publisher.WaitAsync(TimeSpan.FromSeconds(seconds + 30)));
         }
 

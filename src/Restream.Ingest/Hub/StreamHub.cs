@@ -5,6 +5,10 @@ using Restream.Media.Codecs;
 
 namespace Restream.Ingest.Hub;
 
+/// <summary>How the publisher's network link is doing (SRT reports it; RTMP over TCP does not).</summary>
+public sealed record IngestLinkStats(string Protocol, double RttMs, long PacketsReceived, long PacketsLost, long PacketsRetransmitted,
+    long PacketsDropped, double ReceiveRateMbps, double BandwidthMbps);
+
 /// <summary>What the hub knows about a live stream's media, from its sequence headers and metadata.</summary>
 public sealed record StreamMediaInfo(
     string? VideoCodec, int Width, int Height, double? FrameRate, string? VideoProfile,
@@ -52,6 +56,9 @@ public sealed class StreamHub
     public StreamMediaInfo? Media { get; private set; }
     public AmfObject? Metadata { get; private set; }
     public bool Ended => _ended;
+
+    /// <summary>Reads the publisher's link figures, when its protocol has them.</summary>
+    public Func<IngestLinkStats?>? LinkStats { get; set; }
     public int SubscriberCount => _subscribers.Length;
 
     /// <summary>Cancelled when an operator kicks the stream: the publisher's session closes.</summary>

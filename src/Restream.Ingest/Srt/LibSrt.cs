@@ -63,6 +63,7 @@ internal static unsafe partial class LibSrt
     [LibraryImport(Library)] public static partial int srt_close(int u);
     [LibraryImport(Library)] private static partial int srt_recvmsg(int u, byte* buf, int len);
     [LibraryImport(Library)] private static partial int srt_send(int u, byte* buf, int len);
+    [LibraryImport(Library)] private static partial int srt_bstats(int u, void* perf, int clear);
     [LibraryImport(Library)] private static partial int srt_connect(int u, byte* name, int namelen);
     [LibraryImport(Library)] private static partial int srt_setsockflag(int u, int opt, void* optval, int optlen);
     [LibraryImport(Library)] private static partial int srt_getsockflag(int u, int opt, void* optval, int* optlen);
@@ -121,6 +122,19 @@ internal static unsafe partial class LibSrt
         Check(srt_listen(socket, backlog));
     }
 
+    /// <summary>The link figures of a connection (srt_bstats), or null once the socket is gone.</summary>
+    public static SrtStats? Stats(int socket)
+    {
+        // The real struct is longer than the prefix we read, and grows between versions: give it room.
+        var buffer = stackalloc byte[4096];
+        if (srt_bstats(socket, buffer, 0) < 0)
+        {
+            return null;
+        }
+
+        return *(SrtStats*)buffer;
+    }
+
     /// <summary>Connects a caller socket (blocking, bounded by SRTO_CONNTIMEO).</summary>
     public static void Connect(int socket, IPEndPoint endpoint)
     {
@@ -170,4 +184,27 @@ internal static unsafe partial class LibSrt
             return srt_recvmsg(socket, p, buffer.Length);
         }
     }
+}
+
+/// <summary>The leading fields of libsrt's SRT_TRACEBSTATS (struct CBytePerfMon in srt.h), in its order.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct SrtStats
+{
+    public long MsTimeStamp, PktSentTotal, PktRecvTotal;
+    public int PktSndLossTotal, PktRcvLossTotal, PktRetransTotal, PktSentAckTotal, PktRecvAckTotal, PktSentNakTotal, PktRecvNakTotal;
+    public long UsSndDurationTotal;
+    public int PktSndDropTotal, PktRcvDropTotal, PktRcvUndecryptTotal;
+    public ulong ByteSentTotal, ByteRecvTotal, ByteRcvLossTotal, ByteRetransTotal, ByteSndDropTotal, ByteRcvDropTotal, ByteRcvUndecryptTotal;
+    public long PktSent, PktRecv;
+    public int PktSndLoss, PktRcvLoss, PktRetrans, PktRcvRetrans, PktSentAck, PktRecvAck, PktSentNak, PktRecvNak;
+    public double MbpsSendRate, MbpsRecvRate;
+    public long UsSndDuration;
+    public int PktReorderDistance;
+    public double PktRcvAvgBelatedTime;
+    public long PktRcvBelated;
+    public int PktSndDrop, PktRcvDrop, PktRcvUndecrypt;
+    public ulong ByteSent, ByteRecv, ByteRcvLoss, ByteRetrans, ByteSndDrop, ByteRcvDrop, ByteRcvUndecrypt;
+    public double UsPktSndPeriod;
+    public int PktFlowWindow, PktCongestionWindow, PktFlightSize;
+    public double MsRtt, MbpsBandwidth;
 }

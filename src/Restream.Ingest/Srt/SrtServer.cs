@@ -164,6 +164,9 @@ public sealed partial class SrtServer(
             }
 
             using var kick = hub.StopRequested.Register(() => LibSrt.srt_close(socket));
+            hub.LinkStats = () => LibSrt.Stats(socket) is { } s
+                ? new IngestLinkStats("srt", s.MsRtt, s.PktRecvTotal, s.PktRcvLossTotal, s.PktRcvRetrans, s.PktRcvDropTotal, s.MbpsRecvRate, s.MbpsBandwidth)
+                : null;
             LogStarted(log, label, remote);
             LibSrt.SetInt(socket, LibSrt.SrtoRcvTimeo, 1000);
             var live = hub;

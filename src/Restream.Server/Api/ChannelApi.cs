@@ -24,7 +24,7 @@ public sealed record LiveDestinationView(string Id, string Name, string Url, str
     long FramesDropped, long Reconnects, double UptimeSeconds, string? LastError);
 public sealed record StreamView(string Channel, string Publisher, DateTimeOffset StartedAt, double UptimeSeconds, string? VideoCodec,
     int Width, int Height, double? FrameRate, string? AudioCodec, int SampleRate, long Frames, long Bytes, double BitrateKbps,
-    IReadOnlyList<LiveDestinationView> Destinations);
+    IReadOnlyList<LiveDestinationView> Destinations, Restream.Ingest.Hub.IngestLinkStats? Link);
 public sealed record SessionView(Guid Id, string Channel, string Publisher, DateTimeOffset StartedAt, DateTimeOffset EndedAt, long Frames, long Bytes, string? VideoCodec, int Width, int Height);
 public sealed record ApiKeyRequest(string? Name, string? Scope);
 public sealed record ApiKeyView(Guid Id, string Name, string Scope, DateTimeOffset CreatedAt, bool Revoked);
@@ -360,7 +360,8 @@ public static partial class ChannelApi
                 h.Media?.FrameRate, h.Media?.AudioCodec, h.Media?.SampleRate ?? 0, h.FramesIn, h.BytesIn,
                 uptime > 0 ? h.BytesIn * 8 / 1000.0 / uptime : 0,
                 [.. relay.GetDestinations(h.Name).Select(d => new LiveDestinationView(d.Id, d.Name, d.Url, d.State.ToString().ToLowerInvariant(),
-                    d.BytesSent, d.FramesSent, d.FramesDropped, d.Reconnects, d.Uptime.TotalSeconds, d.LastError))]);
+                    d.BytesSent, d.FramesSent, d.FramesDropped, d.Reconnects, d.Uptime.TotalSeconds, d.LastError))],
+                h.LinkStats?.Invoke());
         }));
     }
 
