@@ -3,6 +3,7 @@ using Restream.Bench;
 
 // restream-bench relay [seconds] [fanouts]   side by side with nginx-rtmp (needs nginx + libnginx-mod-rtmp, ffmpeg)
 // restream-bench micro [BenchmarkDotNet args] fan-out and chunk parsing with the memory diagnoser
+// restream-bench srt [seconds]                  SRT ingest side by side with srt-live-transmit (needs srt-tools)
 var mode = args.Length > 0 ? args[0] : "relay";
 if (mode == "micro")
 {
@@ -14,6 +15,11 @@ var root = Directory.GetCurrentDirectory();
 while (!File.Exists(Path.Combine(root, "Restream.slnx")))
 {
     root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("run from inside the repository");
+}
+
+if (mode == "srt")
+{
+    return await SrtBenchmark.RunAsync(root, args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 30);
 }
 
 var seconds = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 20;

@@ -188,7 +188,7 @@ public static class RelayBenchmark
         return RelayProcess.Start("nginx", ["-p", dir, "-c", Path.Combine(dir, "nginx.conf"), "-e", Path.Combine(dir, "stderr.log"), "-g", "daemon off;"], dir);
     }
 
-    private static async Task<string> EnsureInputAsync(string dir)
+    internal static async Task<string> EnsureInputAsync(string dir)
     {
         var path = Path.Combine(dir, "input-720p30-3M.flv");
         if (File.Exists(path))
@@ -236,14 +236,14 @@ public static class RelayBenchmark
         return frames;
     }
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    private static async Task WaitForPortAsync(int port)
+    internal static async Task WaitForPortAsync(int port)
     {
         for (var i = 0; i < 200; i++)
         {
@@ -263,7 +263,7 @@ public static class RelayBenchmark
     }
 
     /// <summary>A relay under test: its process tree's CPU time and resident memory from /proc.</summary>
-    private sealed class RelayProcess : IAsyncDisposable
+    internal sealed class RelayProcess : IAsyncDisposable
     {
         private readonly Process _process;
 
@@ -353,7 +353,7 @@ public static class RelayBenchmark
     }
 
     /// <summary>An RTMP server that accepts any publish and times the arrival of every stamped video frame.</summary>
-    private sealed class SinkServer : IAsyncDisposable
+    internal sealed class SinkServer : IAsyncDisposable
     {
         private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
         private readonly CancellationTokenSource _stop = new();

@@ -77,4 +77,7 @@ public sealed class SrtIngestOptions
 
     /// <summary>A publisher that sends nothing for this long is disconnected.</summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Bandwidth allowed for retransmissions, in percent above the stream's rate (SRTO_OHEADBW, 5-100).</summary>
+    public int OverheadBandwidthPercent { get; set; } = 25;
 }

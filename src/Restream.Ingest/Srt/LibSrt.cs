@@ -25,6 +25,7 @@ internal static unsafe partial class LibSrt
     public const int SrtoConnTimeo = 36;
     public const int SrtoRcvTimeo = 14;
     public const int SrtoLatency = 23;
+    public const int SrtoOheadBw = 25;
     public const int SrtoPassphrase = 26;
     public const int SrtoPbKeyLen = 27;
     public const int SrtoStreamId = 46;

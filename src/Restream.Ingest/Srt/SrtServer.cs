@@ -75,6 +75,7 @@ public sealed partial class SrtServer(
         LibSrt.Startup();
         _listener = LibSrt.srt_create_socket();
         LibSrt.SetInt(_listener, LibSrt.SrtoLatency, o.LatencyMs);
+        LibSrt.SetInt(_listener, LibSrt.SrtoOheadBw, Math.Clamp(o.OverheadBandwidthPercent, 5, 100));
         if (!string.IsNullOrEmpty(o.Passphrase))
         {
             LibSrt.SetString(_listener, LibSrt.SrtoPassphrase, o.Passphrase);

@@ -163,6 +163,13 @@ public sealed class TsDemuxer
 
             if (stream.Started)
             {
+                if (unitStart && _base < 0)
+                {
+                    // Time zero is the first PES to *start*, in stream order: a short audio PES that
+                    // completes before the video PES in front of it must not move the origin.
+                    SetBase(payload);
+                }
+
                 stream.Append(payload);
                 if (stream.ExpectedLength > 0 && stream.Length >= stream.ExpectedLength)
                 {
@@ -261,6 +268,15 @@ public sealed class TsDemuxer
         else
         {
             EmitAudio(body, ptsMs);
+        }
+    }
+
+    private void SetBase(ReadOnlySpan<byte> pes)
+    {
+        if (pes.Length >= 14 && pes[0] == 0 && pes[1] == 0 && pes[2] == 1 && (pes[7] & 0x80) != 0)
+        {
+            var dts = (pes[7] & 0x40) != 0 && pes.Length >= 19 ? ReadTimestamp(pes[14..]) : ReadTimestamp(pes[9..]);
+            _base = Unwrap(dts);
         }
     }
 
