@@ -82,6 +82,9 @@ public static class RestreamApp
         services.AddHostedService<Restream.Ingest.Srt.SrtServer>();
         services.AddSingleton<RtmpServer>();
         services.AddHostedService(sp => sp.GetRequiredService<RtmpServer>());
+        services.AddOptions<Restream.Transcode.TranscodeOptions>().Bind(builder.Configuration.GetSection("Restream:Transcode"));
+        services.AddSingleton<Restream.Transcode.TranscodeService>();
+        services.AddHostedService(sp => sp.GetRequiredService<Restream.Transcode.TranscodeService>());
         services.AddSingleton<RelayService>();
         services.AddHostedService(sp => sp.GetRequiredService<RelayService>());
         configure?.Invoke(builder);
@@ -93,6 +96,7 @@ public static class RestreamApp
         app.MapScalarApiReference("/api/reference", o => o.WithOpenApiRoutePattern("/openapi/v1.json").WithTitle("Restream API"));
         app.MapRestreamApi();
         app.MapWebhookApi();
+        app.MapHlsFiles();
         app.MapGet("/metrics", async (HttpContext http, RestreamMetrics metrics) =>
         {
             http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";

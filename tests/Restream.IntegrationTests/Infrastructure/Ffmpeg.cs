@@ -28,10 +28,11 @@ public static class Ffmpeg
         ]);
 
     /// <summary>Decodes every frame of a file or URL and reports each stream.</summary>
-    public static async Task<IReadOnlyList<ProbedStream>> ProbeAsync(string input, TimeSpan timeout)
+    public static async Task<IReadOnlyList<ProbedStream>> ProbeAsync(string input, TimeSpan timeout, bool countFrames = true)
     {
+        // A live HLS playlist never ends: count frames only in inputs that do.
         var (code, output) = await ExternalProcess.RunAsync("ffprobe",
-            ["-v", "error", "-count_frames", "-show_entries", "stream=codec_type,codec_name,width,height,nb_read_frames", "-of", "json", input],
+            ["-v", "error", .. countFrames ? ["-count_frames"] : Array.Empty<string>(), "-show_entries", "stream=codec_type,codec_name,width,height,nb_read_frames", "-of", "json", input],
             timeout);
         if (code != 0)
         {

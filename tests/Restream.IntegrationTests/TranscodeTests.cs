@@ -1,0 +1,89 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.DependencyInjection;
+using Restream.IntegrationTests.Infrastructure;
+using Restream.Transcode;
+
+namespace Restream.IntegrationTests;
+
+/// <summary>Tests that load both cores (a whole encoding ladder) run alone, so timing-bound tests beside them stay honest.</summary>
+[CollectionDefinition("cpu-heavy", DisableParallelization = true)]
+public sealed class CpuHeavyCollection;
+
+[Collection("cpu-heavy")]
+public sealed class TranscodeTests
+{
+    [Fact]
+    public async Task Live_stream_becomes_an_HLS_ladder_within_ten_seconds_and_ffmpeg_goes_with_the_stream()
+    {
+        var output = TestPorts.NewTempDirectory("hls");
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "abr",
+            ["Restream:Channels:0:StreamKey"] = "abr_key_5647382910",
+            ["Restream:Transcode:Enabled"] = "true",
+            ["Restream:Transcode:OutputDirectory"] = output,
+            ["Restream:Transcode:Preset"] = "ultrafast", // CI has two cores for the encoder, the source and us
+        });
+        var transcode = server.Services.GetRequiredService<TranscodeService>();
+        using var http = server.Http(apiKey: null);
+        var master = Path.Combine(output, "abr", "master.m3u8");
+        int? ffmpegPid = null;
+        await using (var publisher = Ffmpeg.Publish(server.PublishUrl("abr_key_5647382910"), 16))
+        {
+            var started = Stopwatch.StartNew();
+            Assert.True(await TestPorts.EventuallyAsync(() => File.Exists(master), TimeSpan.FromSeconds(10), 200),
+                $"no master playlist after 10 s: {transcode.Find("abr")?.Ffmpeg.LastError}\n{server.Log.Text}");
+            Console.WriteLine($"master playlist after {started.Elapsed.TotalSeconds:0.0} s");
+            ffmpegPid = transcode.Find("abr")?.Ffmpeg.ProcessId;
+            Assert.NotNull(ffmpegPid);
+
+            var text = await File.ReadAllTextAsync(master);
+            Assert.Contains("RESOLUTION=1280x720", text);
+            Assert.Contains("RESOLUTION=854x480", text);
+            Assert.Contains("RESOLUTION=640x360", text);
+            Assert.Contains("BANDWIDTH=", text);
+            Assert.Contains("CODECS=", text);
+
+            // Served over HTTP with the HLS type, CORS and no caching of playlists.
+            var response = await http.GetAsync("/hls/abr/master.m3u8");
+            Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("application/vnd.apple.mpegurl", response.Content.Headers.ContentType?.MediaType);
+            Assert.Equal("*", response.Headers.GetValues("Access-Control-Allow-Origin").Single());
+            Assert.Equal(System.Net.HttpStatusCode.NotFound, (await http.GetAsync("/hls/abr/..%2F..%2Fetc%2Fpasswd")).StatusCode);
+
+            // Let a few segments accumulate, then read each rendition back.
+            await Task.Delay(6000);
+            foreach (var (name, width, height) in new[] { ("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360) })
+            {
+                var playlist = Path.Combine(output, "abr", name, "index.m3u8");
+                var lines = await File.ReadAllLinesAsync(playlist);
+                var segments = lines.Where(l => l.EndsWith(".m4s", StringComparison.Ordinal)).Select(l => int.Parse(Regex.Match(l, @"(\d+)\.m4s").Groups[1].Value)).ToList();
+                Assert.True(segments.Count >= 3, $"{name}: {segments.Count} segments");
+                Assert.Equal(Enumerable.Range(segments[0], segments.Count), segments); // no gaps
+                var streams = await Ffmpeg.ProbeAsync(playlist, TimeSpan.FromSeconds(60), countFrames: false);
+                var video = Assert.Single(streams, s => s.CodecType == "video");
+                Assert.Equal(("h264", width, height), (video.CodecName, video.Width, video.Height));
+                Assert.Contains(streams, s => s.CodecType == "audio" && s.CodecName == "aac");
+            }
+
+            Assert.Equal(0, await publisher.WaitAsync(TimeSpan.FromSeconds(40)));
+        }
+
+        // The stream ended: its ffmpeg is gone.
+        Assert.True(await TestPorts.EventuallyAsync(() => !IsRunning(ffmpegPid!.Value), TimeSpan.FromSeconds(10)), "ffmpeg outlived the stream");
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+}
