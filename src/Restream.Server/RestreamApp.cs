@@ -55,6 +55,10 @@ public static class RestreamApp
         storage.Database = builder.Configuration["Restream:Database"] ?? storage.Database;
         storage.DataProtectionKeys = builder.Configuration["Restream:DataProtectionKeys"] ?? storage.DataProtectionKeys;
         storage.BootstrapApiKey = builder.Configuration["Restream:Api:BootstrapApiKey"];
+        if (int.TryParse(builder.Configuration["Restream:Api:MaxAuthFailuresPerMinute"], out var maxFailures) && maxFailures > 0)
+        {
+            storage.MaxAuthFailuresPerMinute = maxFailures;
+        }
         services.AddSingleton(storage);
         services.AddSingleton(new RestreamDbFactory(storage.Database));
         services.AddDataProtection().SetApplicationName("restream").PersistKeysToFileSystem(new DirectoryInfo(storage.DataProtectionKeys));

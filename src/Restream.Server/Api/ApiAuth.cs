@@ -20,10 +20,10 @@ public static class Scopes
 /// Checks API keys (<c>Authorization: Bearer …</c> or <c>X-Api-Key</c>) against their salted hashes,
 /// and slows down addresses that keep presenting bad keys.
 /// </summary>
-public sealed class ApiKeyAuthenticator(RestreamDbFactory db, TimeProvider time)
+public sealed class ApiKeyAuthenticator(RestreamDbFactory db, StorageOptions options, TimeProvider time)
 {
     public const string Prefix = "rsk";
-    private const int MaxFailuresPerMinute = 20;
+    private int MaxFailuresPerMinute => options.MaxAuthFailuresPerMinute;
     private readonly ConcurrentDictionary<IPAddress, (int Count, DateTimeOffset WindowStart)> _failures = new();
     private readonly ConcurrentDictionary<string, (string Scope, DateTimeOffset Until)> _cache = new();
 

@@ -19,6 +19,9 @@ public sealed class StorageOptions
     /// creates one and prints it once.
     /// </summary>
     public string? BootstrapApiKey { get; set; }
+
+    /// <summary>Bad API keys one address may present per minute before it gets 429 for the rest of it.</summary>
+    public int MaxAuthFailuresPerMinute { get; set; } = 20;
 }
 
 /// <summary>
