@@ -71,8 +71,11 @@ public sealed partial class TranscodeService(
             }
 
             var media = hub.Media!;
+            // The encoder's own figure (onMetaData videodatarate, kb/s) is better than a guess from the first second.
             var seconds = Math.Max(0.5, (time.GetUtcNow() - hub.StartedAt).TotalSeconds);
-            var sourceKbps = (int)(hub.BytesIn * 8 / 1000 / seconds);
+            var sourceKbps = hub.Metadata?.GetNumber("videodatarate") is > 0 and var announced
+                ? (int)announced
+                : (int)(hub.BytesIn * 8 / 1000 / seconds);
             var ladder = LadderPlanner.Plan(media.Width, media.Height, media.FrameRate ?? 30, sourceKbps > 100 ? sourceKbps : 0);
             var o = options.Value;
             var output = Path.Combine(OutputRoot, hub.Name);
@@ -81,10 +84,7 @@ public sealed partial class TranscodeService(
                 Directory.Delete(output, recursive: true);
             }
 
-            foreach (var r in ladder)
-            {
-                Directory.CreateDirectory(Path.Combine(output, r.Name));
-            }
+            Directory.CreateDirectory(output);
 
             var endpoint = await rtmp.BoundEndpoint.ConfigureAwait(false);
             var input = $"rtmp://127.0.0.1:{endpoint.Port}/live/{hub.Name}";
@@ -97,10 +97,45 @@ public sealed partial class TranscodeService(
             }
 
             LogStarted(_log, hub.Name, string.Join(", ", ladder.Select(r => $"{r.Name} {r.Width}x{r.Height}@{r.FrameRate:0.##} {r.VideoKbps}k")));
+            var publishing = PublishMasterAsync(output, ladder, cancellationToken);
             await ffmpeg.RunAsync(cancellationToken).ConfigureAwait(false);
+            await publishing.ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
+        }
+    }
+
+    /// <summary>Republishes ffmpeg's master playlist as master.m3u8 with FRAME-RATE, whenever ffmpeg rewrites it.</summary>
+    private async Task PublishMasterAsync(string output, IReadOnlyList<Rendition> ladder, CancellationToken cancellationToken)
+    {
+        var source = Path.Combine(output, HlsCommand.FfmpegMasterName);
+        var target = Path.Combine(output, "master.m3u8");
+        var written = DateTime.MinValue;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                var stamp = File.Exists(source) ? File.GetLastWriteTimeUtc(source) : DateTime.MinValue;
+                if (stamp != DateTime.MinValue && stamp != written)
+                {
+                    var text = HlsCommand.AddFrameRates(await File.ReadAllTextAsync(source, cancellationToken).ConfigureAwait(false), ladder);
+                    var temporary = target + ".tmp";
+                    await File.WriteAllTextAsync(temporary, text, cancellationToken).ConfigureAwait(false);
+                    File.Move(temporary, target, overwrite: true); // players never see a half-written playlist
+                    written = stamp;
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(250), time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            catch (IOException)
+            {
+                // ffmpeg was rewriting it: next round.
+            }
         }
     }
 

@@ -43,29 +43,47 @@ public sealed class TranscodeTests
             Assert.Contains("RESOLUTION=854x480", text);
             Assert.Contains("RESOLUTION=640x360", text);
             Assert.Contains("BANDWIDTH=", text);
-            Assert.Contains("CODECS=", text);
+            Assert.Contains("CODECS=\"avc1.", text);
+            Assert.Equal(3, Regex.Matches(text, "FRAME-RATE=30.000").Count);
 
-            // Served over HTTP with the HLS type, CORS and no caching of playlists.
+            // Served over HTTP with the HLS type, CORS and no caching of playlists; DASH over the same segments.
             var response = await http.GetAsync("/hls/abr/master.m3u8");
             Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
             Assert.Equal("application/vnd.apple.mpegurl", response.Content.Headers.ContentType?.MediaType);
             Assert.Equal("*", response.Headers.GetValues("Access-Control-Allow-Origin").Single());
+            Assert.Equal("no-cache", response.Headers.CacheControl?.ToString());
+            var mpd = await http.GetAsync("/dash/abr/manifest.mpd");
+            Assert.Equal("application/dash+xml", mpd.Content.Headers.ContentType?.MediaType);
             Assert.Equal(System.Net.HttpStatusCode.NotFound, (await http.GetAsync("/hls/abr/..%2F..%2Fetc%2Fpasswd")).StatusCode);
 
             // Let a few segments accumulate, then read each rendition back.
             await Task.Delay(6000);
-            foreach (var (name, width, height) in new[] { ("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360) })
+            var plan = transcode.Find("abr")!.Ladder;
+            Assert.Equal([(1280, 720), (854, 480), (640, 360)], plan.Select(r => (r.Width, r.Height)));
+            Console.WriteLine("planned kbps: " + string.Join(", ", plan.Select(r => r.VideoKbps)));
+            for (var i = 0; i < plan.Count; i++)
             {
-                var playlist = Path.Combine(output, "abr", name, "index.m3u8");
+                var (width, height, kbps) = (plan[i].Width, plan[i].Height, plan[i].VideoKbps);
+                var playlist = Path.Combine(output, "abr", $"media_{i}.m3u8");
                 var lines = await File.ReadAllLinesAsync(playlist);
-                var segments = lines.Where(l => l.EndsWith(".m4s", StringComparison.Ordinal)).Select(l => int.Parse(Regex.Match(l, @"(\d+)\.m4s").Groups[1].Value)).ToList();
-                Assert.True(segments.Count >= 3, $"{name}: {segments.Count} segments");
+                var segments = lines.Where(l => l.EndsWith(".m4s", StringComparison.Ordinal) && !l.StartsWith('#'))
+                    .Select(l => int.Parse(Regex.Match(l, @"(\d+)\.m4s").Groups[1].Value)).ToList();
+                Assert.True(segments.Count >= 3, $"rendition {i}: {segments.Count} segments");
                 Assert.Equal(Enumerable.Range(segments[0], segments.Count), segments); // no gaps
                 var streams = await Ffmpeg.ProbeAsync(playlist, TimeSpan.FromSeconds(60), countFrames: false);
                 var video = Assert.Single(streams, s => s.CodecType == "video");
                 Assert.Equal(("h264", width, height), (video.CodecName, video.Width, video.Height));
-                Assert.Contains(streams, s => s.CodecType == "audio" && s.CodecName == "aac");
+
+                // Bitrate within ±20 % of plan, from the completed 2 s segments on disk.
+                var sizes = segments.SkipLast(1).Select(n => new FileInfo(Path.Combine(output, "abr", $"chunk-{i}-{n:00000}.m4s")).Length).ToList();
+                var measured = sizes.Sum() * 8 / 1000.0 / (sizes.Count * 2);
+                Console.WriteLine($"rendition {i}: planned {kbps} kb/s, measured {measured:0} kb/s");
+                Assert.InRange(measured, kbps * 0.8, kbps * 1.2);
             }
+
+            var dash = await Ffmpeg.ProbeAsync(Path.Combine(output, "abr", "manifest.mpd"), TimeSpan.FromSeconds(60), countFrames: false);
+            Assert.Equal(3, dash.Count(s => s.CodecType == "video"));
+            Assert.Contains(dash, s => s.CodecType == "audio" && s.CodecName == "aac");
 
             Assert.Equal(0, await publisher.WaitAsync(TimeSpan.FromSeconds(40)));
         }

@@ -46,7 +46,21 @@ public sealed class LadderTests
         Assert.Contains("[s2]fps=30,scale=640:360[v2]", graph);
         Assert.Equal("60", args[args.IndexOf("-g:v:0") + 1]); // 2 s segments at 30 fps
         Assert.Equal("0", args[args.IndexOf("-sc_threshold") + 1]);
-        Assert.Equal("fmp4", args[args.IndexOf("-hls_segment_type") + 1]);
-        Assert.Equal("v:0,a:0,name:720p v:1,a:1,name:480p v:2,a:2,name:360p", args[args.IndexOf("-var_stream_map") + 1]);
+        Assert.Equal("dash", args[args.IndexOf("-f") + 1]);
+        Assert.Equal("1", args[args.IndexOf("-hls_playlist") + 1]); // HLS playlists over the same segments
+        Assert.Equal("id=0,streams=v id=1,streams=a", args[args.IndexOf("-adaptation_sets") + 1]);
+        Assert.Single(args, a => a == "0:a?"); // audio encoded once, shared
+        Assert.EndsWith("manifest.mpd", args[^1]);
+    }
+
+    [Fact]
+    public void Master_playlist_gets_each_renditions_frame_rate()
+    {
+        var ladder = LadderPlanner.Plan(1920, 1080, 60, 8000);
+        var master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=1920x1080\nmedia_0.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2,RESOLUTION=1280x720\nmedia_1.m3u8\n";
+        var result = HlsCommand.AddFrameRates(master, ladder);
+        Assert.Contains("RESOLUTION=1920x1080,FRAME-RATE=60.000\n", result);
+        Assert.Contains("RESOLUTION=1280x720,FRAME-RATE=30.000\n", result);
+        Assert.Equal(result, HlsCommand.AddFrameRates(result, ladder)); // idempotent
     }
 }
