@@ -174,6 +174,7 @@ public abstract class ApiTestsBase(ApiNginxFixture nginx)
         { "DELETE", "/api/v1/streams/nobody", null, 401, 403, 404 },
         { "GET", "/api/v1/sessions", null, 401, 200, 200 },
         { "GET", "/api/v1/platforms", null, 401, 200, 200 },
+        { "GET", "/api/v1/encoders", null, 401, 200, 200 },
         { "GET", "/api/v1/api-keys", null, 401, 403, 200 },
         { "POST", "/api/v1/api-keys", """{"name":"ci","scope":"read"}""", 401, 403, 201 },
         { "GET", "/api/v1/webhooks", null, 401, 403, 200 },

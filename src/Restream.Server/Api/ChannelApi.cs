@@ -60,6 +60,7 @@ public static partial class ChannelApi
         admin.MapDelete("/streams/{channel}", KickStream);
         read.MapGet("/sessions", ListSessions);
         read.MapGet("/platforms", () => Results.Ok(Platforms.All));
+        read.MapGet("/encoders", async (CancellationToken ct) => Results.Ok(await Restream.Transcode.EncoderProbe.ProbeAsync(ct)));
 
         admin.MapGet("/api-keys", ListApiKeys);
         admin.MapPost("/api-keys", CreateApiKey);
