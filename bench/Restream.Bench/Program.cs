@@ -3,6 +3,7 @@ using Restream.Bench;
 
 // restream-bench relay [seconds] [fanouts]   side by side with nginx-rtmp (needs nginx + libnginx-mod-rtmp, ffmpeg)
 // restream-bench micro [BenchmarkDotNet args] fan-out and chunk parsing with the memory diagnoser
+// restream-bench transcode [seconds] [preset]    single-decode ladder vs one ffmpeg per rendition
 // restream-bench srt [seconds]                  SRT ingest side by side with srt-live-transmit (needs srt-tools)
 var mode = args.Length > 0 ? args[0] : "relay";
 if (mode == "micro")
@@ -15,6 +16,12 @@ var root = Directory.GetCurrentDirectory();
 while (!File.Exists(Path.Combine(root, "Restream.slnx")))
 {
     root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("run from inside the repository");
+}
+
+if (mode == "transcode")
+{
+    return await TranscodeBenchmark.RunAsync(root, args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10,
+        args.Length > 2 ? args[2] : "veryfast");
 }
 
 if (mode == "srt")
