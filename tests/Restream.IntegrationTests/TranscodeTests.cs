@@ -92,6 +92,30 @@ public sealed class TranscodeTests
         Assert.True(await TestPorts.EventuallyAsync(() => !IsRunning(ffmpegPid!.Value), TimeSpan.FromSeconds(10)), "ffmpeg outlived the stream");
     }
 
+    [Fact]
+    public async Task Stopping_the_server_mid_stream_leaves_no_ffmpeg_behind()
+    {
+        var output = TestPorts.NewTempDirectory("hls");
+        var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "stopme",
+            ["Restream:Channels:0:StreamKey"] = "stopme_key_1122334455",
+            ["Restream:Transcode:Enabled"] = "true",
+            ["Restream:Transcode:OutputDirectory"] = output,
+            ["Restream:Transcode:Preset"] = "ultrafast",
+        });
+        var transcode = server.Services.GetRequiredService<TranscodeService>();
+        await using var publisher = Ffmpeg.Publish(server.PublishUrl("stopme_key_1122334455"), 30, size: "640x360", bitrateKbps: 800);
+        int? pid = null;
+        Assert.True(await TestPorts.EventuallyAsync(() => (pid = transcode.Find("stopme")?.Ffmpeg.ProcessId) is not null, TimeSpan.FromSeconds(15)),
+            server.Log.Text);
+        Assert.True(IsRunning(pid!.Value));
+
+        await server.DisposeAsync(); // what SIGTERM / Ctrl+C does: the host stops its services
+
+        Assert.True(await TestPorts.EventuallyAsync(() => !IsRunning(pid.Value), TimeSpan.FromSeconds(10)), "ffmpeg outlived the server");
+    }
+
     private static bool IsRunning(int pid)
     {
         try
