@@ -89,6 +89,8 @@ public static class RestreamApp
         services.AddOptions<Restream.Transcode.TranscodeOptions>().Bind(builder.Configuration.GetSection("Restream:Transcode"));
         services.AddSingleton<Restream.Transcode.TranscodeService>();
         services.AddHostedService(sp => sp.GetRequiredService<Restream.Transcode.TranscodeService>());
+        services.AddSingleton<Restream.Transcode.RecordingService>();
+        services.AddHostedService(sp => sp.GetRequiredService<Restream.Transcode.RecordingService>());
         services.AddSingleton<RelayService>();
         services.AddHostedService(sp => sp.GetRequiredService<RelayService>());
         configure?.Invoke(builder);

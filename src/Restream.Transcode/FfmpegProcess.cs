@@ -57,7 +57,8 @@ public sealed partial class FfmpegProcess(string name, IReadOnlyList<string> arg
         }
     }
 
-    private async Task<int> RunOnceAsync(CancellationToken cancellationToken)
+    /// <summary>Runs ffmpeg once, to its end or until cancelled (killed then); returns its exit code.</summary>
+    public async Task<int> RunOnceAsync(CancellationToken cancellationToken)
     {
         var info = new ProcessStartInfo("ffmpeg")
         {

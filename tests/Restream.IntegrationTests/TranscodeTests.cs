@@ -116,6 +116,37 @@ public sealed class TranscodeTests
         Assert.True(await TestPorts.EventuallyAsync(() => !IsRunning(pid.Value), TimeSpan.FromSeconds(10)), "ffmpeg outlived the server");
     }
 
+    [Fact]
+    public async Task Recording_on_request_writes_the_source_to_a_playable_mp4()
+    {
+        var output = TestPorts.NewTempDirectory("rec");
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "rec",
+            ["Restream:Channels:0:StreamKey"] = "rec_key_0987654321",
+            ["Restream:Transcode:OutputDirectory"] = Path.Combine(output, "hls"),
+        });
+        using var http = server.Http();
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await http.PostAsync("/api/v1/streams/rec/recording", null)).StatusCode);
+        await using (var publisher = Ffmpeg.Publish(server.PublishUrl("rec_key_0987654321"), 10, size: "640x360", bitrateKbps: 800))
+        {
+            Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.Find("rec") is { FramesIn: > 30 }, TimeSpan.FromSeconds(10)));
+            Assert.Equal(System.Net.HttpStatusCode.Created, (await http.PostAsync("/api/v1/streams/rec/recording", null)).StatusCode);
+            await Task.Delay(4000);
+            Assert.Equal(System.Net.HttpStatusCode.NoContent, (await http.DeleteAsync("/api/v1/streams/rec/recording")).StatusCode);
+            Assert.Equal(0, await publisher.WaitAsync(TimeSpan.FromSeconds(30)));
+        }
+
+        var file = Assert.Single(Directory.GetFiles(Path.Combine(output, "recordings"), "rec-*.mp4"));
+        var streams = await Ffmpeg.ProbeAsync(file, TimeSpan.FromSeconds(30));
+        var video = Assert.Single(streams, s => s.CodecType == "video");
+        Assert.Equal(("h264", 640, 360), (video.CodecName, video.Width, video.Height));
+        Assert.InRange(video.Frames, 2 * Ffmpeg.Fps, 7 * Ffmpeg.Fps); // about the 4 s asked for (from a keyframe)
+        Assert.Contains(streams, s => s.CodecType == "audio" && s.CodecName == "aac");
+        var listing = await http.GetStringAsync("/api/v1/recordings");
+        Assert.Contains(Path.GetFileName(file), listing);
+    }
+
     private static bool IsRunning(int pid)
     {
         try

@@ -58,6 +58,15 @@ public static partial class ChannelApi
 
         read.MapGet("/streams", ListStreams);
         admin.MapDelete("/streams/{channel}", KickStream);
+        admin.MapPost("/streams/{channel}/recording", async (string channel, Restream.Transcode.RecordingService recordings) =>
+            await recordings.StartAsync(channel) is { } r
+                ? Results.Created($"/api/v1/recordings/{Path.GetFileName(r.File)}", new { channel = r.Channel, file = Path.GetFileName(r.File), startedAt = r.StartedAt })
+                : Results.Problem(statusCode: 404, title: "Not live", detail: $"Channel '{channel}' is not live."));
+        admin.MapDelete("/streams/{channel}/recording", async (string channel, Restream.Transcode.RecordingService recordings) =>
+            await recordings.StopAsync(channel) ? Results.NoContent()
+                : Results.Problem(statusCode: 404, title: "Not recording", detail: $"Channel '{channel}' is not being recorded."));
+        read.MapGet("/recordings", (Restream.Transcode.RecordingService recordings) =>
+            Results.Ok(recordings.Files().Select(f => new { file = f.Name, bytes = f.Length, createdAt = f.CreationTimeUtc })));
         read.MapGet("/sessions", ListSessions);
         read.MapGet("/platforms", () => Results.Ok(Platforms.All));
         read.MapGet("/encoders", async (CancellationToken ct) => Results.Ok(await Restream.Transcode.EncoderProbe.ProbeAsync(ct)));
