@@ -21,19 +21,26 @@ public sealed class TsMuxerTests
         return frames;
     }
 
-    [Fact]
-    public void Muxed_frames_demux_back_to_the_same_frames()
+    private static ArrayBufferWriter<byte> Mux(IEnumerable<Frame> frames)
     {
-        // ffmpeg's TS → our demuxer → our muxer → our demuxer: every body and timestamp survives.
-        var original = Demux(FixtureReader.Load("h264-aac.ts"));
         var muxer = new TsMuxer();
         var output = new ArrayBufferWriter<byte>();
-        foreach (var frame in original)
+        foreach (var frame in frames)
         {
             var media = MediaFrame.Copy(frame.Kind, frame.Timestamp, frame.Body);
             muxer.Write(media, output);
             media.Release();
         }
+
+        return output;
+    }
+
+    [Fact]
+    public void Muxed_frames_demux_back_to_the_same_frames()
+    {
+        // ffmpeg's TS → our demuxer → our muxer → our demuxer: every body and timestamp survives.
+        var original = Demux(FixtureReader.Load("h264-aac.ts"));
+        var output = Mux(original);
 
         Assert.Equal(0, output.WrittenCount % TsDemuxer.PacketSize);
         var again = Demux(output.WrittenSpan);
@@ -56,14 +63,7 @@ public sealed class TsMuxerTests
     public async Task Ffprobe_reads_our_TS()
     {
         var original = Demux(FixtureReader.Load("h264-aac.ts"));
-        var muxer = new TsMuxer();
-        var output = new ArrayBufferWriter<byte>();
-        foreach (var frame in original)
-        {
-            var media = MediaFrame.Copy(frame.Kind, frame.Timestamp, frame.Body);
-            muxer.Write(media, output);
-            media.Release();
-        }
+        var output = Mux(original);
 
         var file = Path.Combine(Path.GetTempPath(), $"restream-mux-{Guid.NewGuid():N}.ts");
         await File.WriteAllBytesAsync(file, output.WrittenMemory.ToArray());

@@ -126,7 +126,6 @@ public sealed class FrameQueue : IValueTaskSource<bool>
     private void DropBacklog()
     {
         Overflows++;
-        var keep = 0;
         var count = _items.Count;
         for (var i = 0; i < count; i++)
         {
@@ -134,7 +133,6 @@ public sealed class FrameQueue : IValueTaskSource<bool>
             if (item.IsSequenceHeader || item.Kind == MediaKind.Data)
             {
                 _items.Enqueue(item);
-                keep++;
                 continue;
             }
 
@@ -142,8 +140,6 @@ public sealed class FrameQueue : IValueTaskSource<bool>
             DroppedFrames++;
             item.Release();
         }
-
-        _ = keep;
     }
 
     public bool TryDequeue(out MediaFrame frame)

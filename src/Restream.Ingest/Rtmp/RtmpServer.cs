@@ -55,11 +55,6 @@ public sealed partial class RtmpServer(
         var o = options.Value;
         var tls = tlsOptions.Value;
         using var listener = Listen(o.Address, o.Port, "Restream:Rtmp:Port", _bound);
-        if (listener is null)
-        {
-            _boundTls.TrySetResult(null);
-            return;
-        }
 
         LogListening(_log, "RTMP", _bound.Task.Result.ToString(), o.App);
         Socket? tlsListener = null;
@@ -90,11 +85,8 @@ public sealed partial class RtmpServer(
             };
             var tlsBound = new TaskCompletionSource<IPEndPoint>();
             tlsListener = Listen(tls.Address, tls.Port, "Restream:Rtmps:Port", tlsBound);
-            if (tlsListener is not null)
-            {
-                _boundTls.TrySetResult(tlsBound.Task.Result);
-                LogListening(_log, "RTMPS", tlsBound.Task.Result.ToString(), o.App);
-            }
+            _boundTls.TrySetResult(tlsBound.Task.Result);
+            LogListening(_log, "RTMPS", tlsBound.Task.Result.ToString(), o.App);
         }
         else
         {
@@ -132,7 +124,7 @@ public sealed partial class RtmpServer(
         await Task.WhenAll(_sessions.Values).ConfigureAwait(false);
     }
 
-    private Socket? Listen(string address, int port, string key, TaskCompletionSource<IPEndPoint> bound)
+    private Socket Listen(string address, int port, string key, TaskCompletionSource<IPEndPoint> bound)
     {
         var listener = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp);
         var ip = IPAddress.Parse(address);

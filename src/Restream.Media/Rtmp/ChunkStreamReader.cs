@@ -60,7 +60,6 @@ public sealed class ChunkStreamReader : IDisposable
     {
         while (true)
         {
-            var start = reader.Position;
             var consumedBefore = reader.Consumed;
             switch (TryReadChunk(ref reader, out message))
             {
@@ -70,7 +69,6 @@ public sealed class ChunkStreamReader : IDisposable
                     continue;
                 default:
                     reader.Rewind(reader.Consumed - consumedBefore);
-                    _ = start;
                     return false;
             }
         }

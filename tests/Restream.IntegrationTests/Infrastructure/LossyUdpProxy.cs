@@ -44,50 +44,28 @@ public sealed class LossyUdpProxy : IAsyncDisposable
         }
     }
 
-    private async Task ForwardAsync()
+    private Task ForwardAsync() => RelayAsync(_front, _back, from => _client = from, () => _server);
+
+    private Task BackwardAsync() => RelayAsync(_back, _front, _ => { }, () => _client);
+
+    /// <summary>Moves datagrams from one socket out of the other, dropping the configured share.</summary>
+    private async Task RelayAsync(Socket from, Socket to, Action<EndPoint> seen, Func<EndPoint?> target)
     {
         var buffer = new byte[65536];
         while (!_stop.IsCancellationRequested)
         {
             try
             {
-                var result = await _front.ReceiveFromAsync(buffer, new IPEndPoint(IPAddress.Any, 0), _stop.Token);
-                _client = result.RemoteEndPoint;
-                if (Drop())
+                var result = await from.ReceiveFromAsync(buffer, new IPEndPoint(IPAddress.Any, 0), _stop.Token);
+                seen(result.RemoteEndPoint);
+                if (target() is not { } destination || Drop())
                 {
                     Interlocked.Increment(ref _dropped);
                     continue;
                 }
 
                 Interlocked.Increment(ref _passed);
-                await _back.SendToAsync(buffer.AsMemory(0, result.ReceivedBytes), _server, _stop.Token);
-            }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
-            {
-                if (_stop.IsCancellationRequested)
-                {
-                    return;
-                }
-            }
-        }
-    }
-
-    private async Task BackwardAsync()
-    {
-        var buffer = new byte[65536];
-        while (!_stop.IsCancellationRequested)
-        {
-            try
-            {
-                var result = await _back.ReceiveFromAsync(buffer, new IPEndPoint(IPAddress.Any, 0), _stop.Token);
-                if (_client is null || Drop())
-                {
-                    Interlocked.Increment(ref _dropped);
-                    continue;
-                }
-
-                Interlocked.Increment(ref _passed);
-                await _front.SendToAsync(buffer.AsMemory(0, result.ReceivedBytes), _client, _stop.Token);
+                await to.SendToAsync(buffer.AsMemory(0, result.ReceivedBytes), destination, _stop.Token);
             }
             catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
             {
