@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every Restream test on a Debian/Ubuntu machine: installs the real peers the tests drive
-# (ffmpeg, nginx with the RTMP module, stunnel, openssl, socat) when they are missing, then runs
+# (ffmpeg, nginx with the RTMP module, stunnel, openssl, socat, PostgreSQL, SRT tools, and a headless
+# desktop for the agent: Xvfb, xclock, PulseAudio) when they are missing, then runs
 # the whole .NET test suite. Safe to run again; the tests start and stop their own servers on
 # free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(ffmpeg nginx libnginx-mod-rtmp stunnel4 openssl socat postgresql libsrt1.5-openssl srt-tools)
+packages=(ffmpeg nginx libnginx-mod-rtmp stunnel4 openssl socat postgresql libsrt1.5-openssl srt-tools
+  xvfb x11-apps x11-utils libx11-6 libxrandr2 pulseaudio pulseaudio-utils fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,6 +27,15 @@ fi
 
 echo "== building"
 dotnet build Restream.slnx -c Release -nologo -v quiet
+
+echo "== publishing the agent as single files for Linux and Windows (the Windows build is checked by compiling it)"
+publish_dir=$(mktemp -d)
+for rid in linux-x64 win-x64; do
+  dotnet publish src/Restream.Agent/Restream.Agent.csproj -c Release -r "$rid" -nologo -v quiet -o "$publish_dir/$rid"
+done
+ls -l "$publish_dir"/linux-x64/restream-agent "$publish_dir"/win-x64/restream-agent.exe | awk '{print "   " $5 " bytes  " $9}'
+"$publish_dir"/linux-x64/restream-agent --help >/dev/null
+rm -rf "$publish_dir"
 
 echo "== testing"
 log=$(mktemp)

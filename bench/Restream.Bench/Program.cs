@@ -5,6 +5,7 @@ using Restream.Bench;
 // restream-bench micro [BenchmarkDotNet args] fan-out and chunk parsing with the memory diagnoser
 // restream-bench transcode [seconds] [preset]    single-decode ladder vs one ffmpeg per rendition
 // restream-bench srt [seconds]                  SRT ingest side by side with srt-live-transmit (needs srt-tools)
+// restream-bench agent [seconds]                the agent's CPU/RSS beside its ffmpeg vs plain ffmpeg, and screen-to-ingest latency (needs xvfb, pulseaudio, x11-xserver-utils)
 var mode = args.Length > 0 ? args[0] : "relay";
 if (mode == "micro")
 {
@@ -22,6 +23,11 @@ if (mode == "transcode")
 {
     return await TranscodeBenchmark.RunAsync(root, args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 10,
         args.Length > 2 ? args[2] : "veryfast");
+}
+
+if (mode == "agent")
+{
+    return await AgentBenchmark.RunAsync(root, args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 30);
 }
 
 if (mode == "srt")

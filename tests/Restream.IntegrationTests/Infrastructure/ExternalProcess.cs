@@ -31,7 +31,8 @@ public sealed class ExternalProcess : IAsyncDisposable
         }
     }
 
-    public static ExternalProcess Start(string fileName, IEnumerable<string> arguments, string? workingDirectory = null)
+    public static ExternalProcess Start(string fileName, IEnumerable<string> arguments, string? workingDirectory = null,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo(fileName)
         {
@@ -44,6 +45,11 @@ public sealed class ExternalProcess : IAsyncDisposable
         foreach (var argument in arguments)
         {
             info.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
         }
 
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
