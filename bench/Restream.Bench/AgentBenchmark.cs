@@ -14,7 +14,7 @@ public static class AgentBenchmark
 {
     private const string Key = "benchkey-agent-123456";
 
-    public static async Task<int> RunAsync(string repoRoot, int seconds)
+    public static async Task<int> RunAsync(string repoRoot, int seconds, string audio = "default")
     {
         var work = Path.Combine(repoRoot, "bench", "results", "agent");
         Directory.CreateDirectory(work);
@@ -35,14 +35,18 @@ public static class AgentBenchmark
         var port = RelayBenchmark.FreePort();
         var serverDll = Path.Combine(repoRoot, "src", "Restream.Server", "bin", "Release", "net10.0", "restream.dll");
         var agentDll = Path.Combine(repoRoot, "src", "Restream.Agent", "bin", "Release", "net10.0", "restream-agent.dll");
+        // RESTREAM_AGENT=path/to/published/restream-agent measures the single file a streamer installs.
+        var published = Environment.GetEnvironmentVariable("RESTREAM_AGENT");
         await using var server = Start("dotnet", [serverDll, $"--Restream:Rtmp:Port={port}", "--Restream:Rtmp:Address=127.0.0.1", "--urls=http://127.0.0.1:0",
             "--Restream:Channels:0:Name=bench", $"--Restream:Channels:0:StreamKey={Key}", "--Logging:LogLevel:Default=Warning",
             $"--Restream:Database=Data Source={Path.Combine(work, "restream.db")}", $"--Restream:DataProtectionKeys={Path.Combine(work, "keys")}"], env);
         await RelayBenchmark.WaitForPortAsync(port);
 
-        string[] capture = ["--region", "0,0,1280x720", "--size", "1280x720", "--fps", "30", "--video-kbps", "4500", "--encoder", "libx264", "--audio", "default"];
+        string[] capture = ["--region", "0,0,1280x720", "--size", "1280x720", "--fps", "30", "--video-kbps", "4500", "--encoder", "libx264", "--audio", audio];
         Console.WriteLine($"agent: {seconds} s of 720p30 desktop + system sound, libx264 veryfast 4.5 Mb/s, pushed to our ingest on {port}");
-        await using var agent = Start("dotnet", [agentDll, "push", "--server", $"rtmp://127.0.0.1:{port}/live", .. capture, "--json"], env);
+        await using var agent = published is { Length: > 0 }
+            ? Start(published, ["push", "--server", $"rtmp://127.0.0.1:{port}/live", .. capture, "--json"], env)
+            : Start("dotnet", [agentDll, "push", "--server", $"rtmp://127.0.0.1:{port}/live", .. capture, "--json"], env);
         await Task.Delay(TimeSpan.FromSeconds(4)); // warm-up: JIT, encoder start
         var ffmpegPid = ChildFfmpeg(agent.Id) ?? throw new InvalidOperationException("the agent runs no ffmpeg");
         var agentBefore = Sample(agent.Id);
@@ -67,11 +71,11 @@ public static class AgentBenchmark
 
         latencies.Sort();
         Console.WriteLine();
-        Console.WriteLine("| what | CPU (share of one core) | RSS |");
-        Console.WriteLine("|---|---|---|");
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| agent process (reads FLV, pushes RTMP) | {agentCpu:P2} | {agentAfter.Rss / 1e6:0} MB |"));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| its ffmpeg (capture + x264 + AAC) | {agentFfmpegCpu:P1} | {ffmpegAfter.Rss / 1e6:0} MB |"));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| plain ffmpeg pushing RTMP itself (peer) | {plainCpu:P1} | {plainAfter.Rss / 1e6:0} MB |"));
+        Console.WriteLine("| what | CPU (share of one core) | RSS | of which private |");
+        Console.WriteLine("|---|---|---|---|");
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| agent process (reads FLV, pushes RTMP) | {agentCpu:P2} | {agentAfter.Rss / 1e6:0} MB | {agentAfter.Private / 1e6:0} MB |"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| its ffmpeg (capture + x264 + AAC) | {agentFfmpegCpu:P1} | {ffmpegAfter.Rss / 1e6:0} MB | {ffmpegAfter.Private / 1e6:0} MB |"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| plain ffmpeg pushing RTMP itself (peer) | {plainCpu:P1} | {plainAfter.Rss / 1e6:0} MB | {plainAfter.Private / 1e6:0} MB |"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"ratio (agent + its ffmpeg) / plain ffmpeg: {(agentCpu + agentFfmpegCpu) / plainCpu:0.00}x CPU"));
         if (latencies.Count > 0)
         {
@@ -202,13 +206,15 @@ public static class AgentBenchmark
         return null;
     }
 
-    private static (double Cpu, long Rss) Sample(int pid)
+    /// <summary>CPU seconds, resident memory, and the private (anonymous) part of it: the rest is shared, file-backed code.</summary>
+    private static (double Cpu, long Rss, long Private) Sample(int pid)
     {
         var stat = File.ReadAllText($"/proc/{pid}/stat");
         var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
         var cpu = (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
-        var rssLine = File.ReadAllLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
-        return (cpu, long.Parse(rssLine.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024);
+        var status = File.ReadAllLines($"/proc/{pid}/status");
+        long Kb(string name) => long.Parse(status.First(l => l.StartsWith(name, StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+        return (cpu, Kb("VmRSS:"), Kb("RssAnon:"));
     }
 
     private static async Task RunAsync(string file, string[] args, Dictionary<string, string> env)

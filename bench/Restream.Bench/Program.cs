@@ -27,7 +27,8 @@ if (mode == "transcode")
 
 if (mode == "agent")
 {
-    return await AgentBenchmark.RunAsync(root, args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 30);
+    return await AgentBenchmark.RunAsync(root, args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 30,
+        args.Length > 2 ? args[2] : "default");
 }
 
 if (mode == "srt")

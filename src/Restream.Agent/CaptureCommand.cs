@@ -48,7 +48,20 @@ public sealed record CapturePlan(
     int Fps,
     bool Cursor,
     IReadOnlyList<OverlaySettings> Overlays,
-    string DefaultFont);
+    string DefaultFont)
+{
+    /// <summary>
+    /// Wall-clock seconds (Unix time) the capture inputs are measured from. x11grab and PulseAudio
+    /// stamp what they capture with the wall clock; keeping those stamps (less this base) lines
+    /// picture and sound up by when they really happened. Without it ffmpeg starts each input at
+    /// zero, and the time PulseAudio takes to open (most of a second) becomes a lag that holds every
+    /// video frame back until its sound arrives (measured in bench/: 0.8 s screen-to-ingest).
+    /// </summary>
+    public double? WallclockBase { get; init; }
+
+    internal bool AlignsByWallclock => WallclockBase is not null && Video is X11Area or X11Window
+        && SystemAudio is null or PulseSource && Microphone is null or PulseSource;
+}
 
 /// <summary>
 /// Builds the ffmpeg argument list for a capture plan: inputs, one filter graph (capture → scale →
@@ -71,6 +84,11 @@ public static class CaptureCommand
             args.AddRange(["-vaapi_device", "/dev/dri/renderD128"]);
         }
 
+        if (plan.AlignsByWallclock)
+        {
+            args.Add("-copyts");
+        }
+
         var inputs = 0;
         AddVideoInput(args, plan);
         inputs++;
@@ -80,7 +98,7 @@ public static class CaptureCommand
         {
             if (audio is not null)
             {
-                AddAudioInput(args, audio);
+                AddAudioInput(args, audio, plan);
                 audioInputs.Add(inputs++);
             }
         }
@@ -107,13 +125,15 @@ public static class CaptureCommand
         args.AddRange(Encoders.VideoArguments(plan.Encoder, plan.Settings, plan.Fps));
         args.AddRange(["-c:a", "aac", "-b:a", $"{plan.Settings.AudioKbps}k", "-ar", "48000", "-ac", "2"]);
         // Every packet is flushed at once: the agent, not ffmpeg's output buffer, decides the latency.
-        args.AddRange(["-flush_packets", "1", "-flvflags", "no_duration_filesize", "-f", "flv", "pipe:1"]);
+        // If a sound device stalls, the picture goes on after 0.1 s instead of ffmpeg's 10 s default.
+        args.AddRange(["-max_interleave_delta", "100000", "-flush_packets", "1", "-flvflags", "no_duration_filesize", "-f", "flv", "pipe:1"]);
         return args;
     }
 
     private static void AddVideoInput(List<string> args, CapturePlan plan)
     {
         var fps = Num(plan.Fps);
+        AddWallclockOffset(args, plan);
         var cursor = plan.Cursor ? "1" : "0";
         switch (plan.Video)
         {
@@ -154,12 +174,27 @@ public static class CaptureCommand
         }
     }
 
-    private static void AddAudioInput(List<string> args, AudioInput audio)
+    private static void AddWallclockOffset(List<string> args, CapturePlan plan)
     {
+        if (plan.AlignsByWallclock)
+        {
+            args.AddRange(["-itsoffset", "-" + plan.WallclockBase!.Value.ToString("0.000", CultureInfo.InvariantCulture)]);
+        }
+    }
+
+    private static void AddAudioInput(List<string> args, AudioInput audio, CapturePlan plan)
+    {
+        if (audio is PulseSource)
+        {
+            AddWallclockOffset(args, plan);
+        }
+
         switch (audio)
         {
             case PulseSource p:
-                args.AddRange(["-thread_queue_size", "1024", "-f", "pulse", "-i", p.Name]);
+                // A small fragment: with the server default the sound arrives late in big lumps, and the
+                // muxer holds every video frame back until the audio beside it is there (measured: 0.9 s).
+                args.AddRange(["-thread_queue_size", "1024", "-f", "pulse", "-fragment_size", "3840", "-i", p.Name]);
                 break;
             case DshowAudio d:
                 args.AddRange(["-thread_queue_size", "1024", "-f", "dshow", "-i", $"audio={d.Name}"]);

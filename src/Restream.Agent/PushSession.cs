@@ -50,7 +50,7 @@ public sealed partial class PushSession
     public PushSession(CapturePlan plan, Uri server, string streamKey, int bufferSeconds, TimeProvider time, ILoggerFactory logs)
     {
         _plan = plan;
-        _arguments = CaptureCommand.Build(plan);
+        _arguments = CaptureCommand.Build(plan with { WallclockBase = Math.Floor(time.GetUtcNow().ToUnixTimeMilliseconds() / 1000.0) });
         _ingest = new DestinationConfig("ingest", "ingest", server, streamKey, true);
         _time = time;
         _logs = logs;
@@ -140,7 +140,9 @@ public sealed partial class PushSession
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var argument in _arguments)
+        // Each run measures its capture clock from its own start.
+        var plan = _plan with { WallclockBase = Math.Floor(_time.GetUtcNow().ToUnixTimeMilliseconds() / 1000.0) };
+        foreach (var argument in CaptureCommand.Build(plan))
         {
             info.ArgumentList.Add(argument);
         }

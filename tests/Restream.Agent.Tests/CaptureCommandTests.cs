@@ -34,10 +34,25 @@ public sealed class CaptureCommandTests
     {
         var args = CaptureCommand.Build(Plan(new X11Window(":0", 0x2a00007, 300, 300), new PulseSource("alsa_output.pci.analog-stereo.monitor")));
         Assert.Contains("-thread_queue_size 512 -f x11grab -framerate 30 -draw_mouse 1 -window_id 0x2a00007 -i :0", Joined(args));
-        Assert.Contains("-f pulse -i alsa_output.pci.analog-stereo.monitor", Joined(args));
+        Assert.Contains("-f pulse -fragment_size 3840 -i alsa_output.pci.analog-stereo.monitor", Joined(args));
         Assert.Equal("[0:v]scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,fps=30,setsar=1[base];" +
                      "[base]format=yuv420p[vout];[1:a]aresample=48000:async=1[aout]", Graph(args));
-        Assert.EndsWith("-flush_packets 1 -flvflags no_duration_filesize -f flv pipe:1", Joined(args));
+        Assert.EndsWith("-max_interleave_delta 100000 -flush_packets 1 -flvflags no_duration_filesize -f flv pipe:1", Joined(args));
+    }
+
+    [Fact]
+    public void X11_and_pulse_keep_their_wall_clock_stamps_from_one_common_base()
+    {
+        var plan = Plan(new X11Window(":0", 0x2a00007, 300, 300), new PulseSource("sink.monitor"), new PulseSource("mic")) with { WallclockBase = 1795000000 };
+        var args = Joined(CaptureCommand.Build(plan));
+        Assert.StartsWith("-hide_banner -nostdin -loglevel warning -stats_period 1 -progress pipe:2 -nostats -copyts -itsoffset -1795000000.000 -thread_queue_size 512 -f x11grab", args);
+        Assert.Contains("-itsoffset -1795000000.000 -thread_queue_size 1024 -f pulse -fragment_size 3840 -i sink.monitor " +
+                        "-itsoffset -1795000000.000 -thread_queue_size 1024 -f pulse -fragment_size 3840 -i mic", args);
+
+        // DirectShow and Desktop Duplication do not stamp with the wall clock: each input starts at zero there.
+        var windows = Joined(CaptureCommand.Build(Plan(new DdaDisplay(0), new DshowAudio("Stereo Mix")) with { WallclockBase = 1795000000 }));
+        Assert.DoesNotContain("-copyts", windows);
+        Assert.DoesNotContain("-itsoffset", windows);
     }
 
     [Fact]
