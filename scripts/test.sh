@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(ffmpeg nginx libnginx-mod-rtmp stunnel4 openssl socat postgresql libsrt1.5-openssl srt-tools
-  xvfb x11-apps x11-utils libx11-6 libxrandr2 pulseaudio pulseaudio-utils fonts-dejavu-core)
+  redis-server xvfb x11-apps x11-utils x11-xserver-utils libx11-6 libxrandr2 pulseaudio pulseaudio-utils fonts-dejavu-core util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -44,6 +44,15 @@ public static class RestreamApp
 
         var services = builder.Services;
         services.AddSingleton(TimeProvider.System);
+        var roles = RestreamRoles.Parse(builder.Configuration["roles"] ?? builder.Configuration["Restream:Roles"]);
+        var transcodeEnabled = builder.Configuration.GetValue<bool>("Restream:Transcode:Enabled");
+        services.AddOptions<Restream.Transcode.TranscodeOptions>().Bind(builder.Configuration.GetSection("Restream:Transcode"));
+        services.AddCoordination(builder.Configuration, roles, transcodeEnabled);
+        if (!roles.Edge)
+        {
+            return BuildWorker(builder, configure);
+        }
+
         services.AddOptions<RtmpIngestOptions>().Bind(builder.Configuration.GetSection("Restream:Rtmp")).ValidateOnStart();
         services.AddSingleton<IValidateOptions<RtmpIngestOptions>, RtmpIngestOptionsValidator>();
         services.AddOptions<RtmpsIngestOptions>().Bind(builder.Configuration.GetSection("Restream:Rtmps")).ValidateOnStart();
@@ -86,7 +95,6 @@ public static class RestreamApp
         services.AddHostedService<Restream.Ingest.Srt.SrtServer>();
         services.AddSingleton<RtmpServer>();
         services.AddHostedService(sp => sp.GetRequiredService<RtmpServer>());
-        services.AddOptions<Restream.Transcode.TranscodeOptions>().Bind(builder.Configuration.GetSection("Restream:Transcode"));
         services.AddSingleton<Restream.Transcode.TranscodeService>();
         services.AddHostedService(sp => sp.GetRequiredService<Restream.Transcode.TranscodeService>());
         services.AddSingleton<Restream.Transcode.RecordingService>();
@@ -112,6 +120,19 @@ public static class RestreamApp
         app.MapGet("/readyz", async (RtmpServer rtmp) =>
             rtmp.BoundEndpoint.IsCompletedSuccessfully ? Results.Ok(new { status = "ready", rtmp = (await rtmp.BoundEndpoint).ToString() })
             : Results.Json(new { status = "starting" }, statusCode: 503));
+        return app;
+    }
+
+    /// <summary>A transcode worker on its own: jobs from Redis, output to the shared folder, health for its probes.</summary>
+    private static WebApplication BuildWorker(WebApplicationBuilder builder, Action<WebApplicationBuilder>? configure)
+    {
+        configure?.Invoke(builder);
+        var app = builder.Build();
+        app.MapGet("/healthz", () => Results.Ok(new { status = "ok", role = "worker" }));
+        app.MapGet("/readyz", (StackExchange.Redis.IConnectionMultiplexer redis, Restream.Transcode.TranscodeWorker worker) =>
+            redis.IsConnected
+                ? Results.Ok(new { status = "ready", role = "worker", channels = worker.Channels })
+                : Results.Json(new { status = "waiting for Redis" }, statusCode: 503));
         return app;
     }
 }

@@ -73,9 +73,18 @@ public sealed partial class FfmpegProcess(string name, IReadOnlyList<string> arg
 
         using var process = new Process { StartInfo = info };
         process.ErrorDataReceived += (_, e) => OnError(e.Data);
-        if (!process.Start())
+        try
         {
-            LastError = "ffmpeg did not start";
+            // Tied to our life: a worker killed with -9 leaves no ffmpeg writing into the output behind.
+            if (!await ChildProcesses.StartAsync(process).ConfigureAwait(false))
+            {
+                LastError = "ffmpeg did not start";
+                return -1;
+            }
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            LastError = $"ffmpeg could not be started: {e.Message}";
             return -1;
         }
 

@@ -5,6 +5,8 @@ using Microsoft.Extensions.Options;
 using Restream.Ingest;
 using Restream.Ingest.Hub;
 using Restream.Ingest.Rtmp;
+using Restream.Coordination;
+using StackExchange.Redis;
 
 namespace Restream.Transcode;
 
@@ -28,12 +30,14 @@ public sealed class TranscodeOptions
 public sealed record TranscodeJob(string Channel, IReadOnlyList<Rendition> Ladder, FfmpegProcess Ffmpeg, string OutputDirectory);
 
 /// <summary>
-/// The embedded transcode worker: when a channel goes live it plans the ladder from the stream's own
-/// size and frame rate, pulls the stream back from ingest over RTMP (play by channel name) into one
-/// ffmpeg, and stops that ffmpeg when the stream ends or the server stops.
+/// The ingest side of transcoding: when a channel goes live it describes the job from the stream's
+/// own size, frame rate and bitrate. Embedded (no Redis), it runs the job in this process; in a
+/// cluster it queues the job on the Redis Stream for the workers and keeps the channel's live marker
+/// fresh until the stream ends. Either way the ffmpeg stops when the stream ends or the server stops.
 /// </summary>
 public sealed partial class TranscodeService(
-    StreamRegistry registry, RtmpServer rtmp, IOptions<TranscodeOptions> options, TimeProvider time, ILoggerFactory loggers) : IHostedService
+    StreamRegistry registry, RtmpServer rtmp, IOptions<TranscodeOptions> options, IOptions<CoordinationOptions> coordination,
+    IServiceProvider services, TimeProvider time, ILoggerFactory loggers) : IHostedService
 {
     private readonly ILogger _log = loggers.CreateLogger<TranscodeService>();
     private readonly ConcurrentDictionary<string, (TranscodeJob? Job, CancellationTokenSource Stop, Task Run)> _jobs = new();
@@ -64,77 +68,77 @@ public sealed partial class TranscodeService(
     {
         try
         {
-            // The ladder follows the source: wait for its sequence headers.
-            while (hub.Media is not { Width: > 0 } && !cancellationToken.IsCancellationRequested)
+            var request = await DescribeAsync(hub, cancellationToken).ConfigureAwait(false);
+            if (services.GetService(typeof(RedisTranscodeQueue)) is RedisTranscodeQueue queue)
             {
-                await Task.Delay(TimeSpan.FromMilliseconds(100), time, cancellationToken).ConfigureAwait(false);
+                await QueueAsync(queue, request, cancellationToken).ConfigureAwait(false);
+                return;
             }
 
-            var media = hub.Media!;
-            // The encoder's own figure (onMetaData videodatarate, kb/s) is better than a guess from the first second.
-            var seconds = Math.Max(0.5, (time.GetUtcNow() - hub.StartedAt).TotalSeconds);
-            var sourceKbps = hub.Metadata?.GetNumber("videodatarate") is > 0 and var announced
-                ? (int)announced
-                : (int)(hub.BytesIn * 8 / 1000 / seconds);
-            var ladder = LadderPlanner.Plan(media.Width, media.Height, media.FrameRate ?? 30, sourceKbps > 100 ? sourceKbps : 0);
-            var o = options.Value;
-            var output = Path.Combine(OutputRoot, hub.Name);
-            if (Directory.Exists(output))
-            {
-                Directory.Delete(output, recursive: true);
-            }
-
-            Directory.CreateDirectory(output);
-
-            var endpoint = await rtmp.BoundEndpoint.ConfigureAwait(false);
-            var input = $"rtmp://127.0.0.1:{endpoint.Port}/live/{hub.Name}";
-            var ffmpeg = new FfmpegProcess(hub.Name, HlsCommand.Build(input, output, ladder, o.SegmentSeconds, o.PlaylistSize, o.Preset),
-                _log, time);
-            var job = new TranscodeJob(hub.Name, ladder, ffmpeg, output);
+            var runner = new TranscodeRunner(request, Path.Combine(OutputRoot, hub.Name), options.Value, _log, time);
             if (_jobs.TryGetValue(hub.Name, out var entry))
             {
-                _jobs[hub.Name] = entry with { Job = job };
+                _jobs[hub.Name] = entry with { Job = runner.Job };
             }
 
-            LogStarted(_log, hub.Name, string.Join(", ", ladder.Select(r => $"{r.Name} {r.Width}x{r.Height}@{r.FrameRate:0.##} {r.VideoKbps}k")));
-            var publishing = PublishMasterAsync(output, ladder, cancellationToken);
-            await ffmpeg.RunAsync(cancellationToken).ConfigureAwait(false);
-            await publishing.ConfigureAwait(false);
+            await runner.RunAsync(fresh: true, cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
         }
     }
 
-    /// <summary>Republishes ffmpeg's master playlist as master.m3u8 with FRAME-RATE, whenever ffmpeg rewrites it.</summary>
-    private async Task PublishMasterAsync(string output, IReadOnlyList<Rendition> ladder, CancellationToken cancellationToken)
+    /// <summary>The job as a worker anywhere needs it, once the stream's sequence headers are in.</summary>
+    private async Task<TranscodeJobRequest> DescribeAsync(StreamHub hub, CancellationToken cancellationToken)
     {
-        var source = Path.Combine(output, HlsCommand.FfmpegMasterName);
-        var target = Path.Combine(output, "master.m3u8");
-        var written = DateTime.MinValue;
-        while (!cancellationToken.IsCancellationRequested)
+        // The ladder follows the source: wait for its sequence headers.
+        while (hub.Media is not { Width: > 0 } && !cancellationToken.IsCancellationRequested)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(100), time, cancellationToken).ConfigureAwait(false);
+        }
+
+        var media = hub.Media!;
+        // The encoder's own figure (onMetaData videodatarate, kb/s) is better than a guess from the first second.
+        var seconds = Math.Max(0.5, (time.GetUtcNow() - hub.StartedAt).TotalSeconds);
+        var sourceKbps = hub.Metadata?.GetNumber("videodatarate") is > 0 and var announced
+            ? (int)announced
+            : (int)(hub.BytesIn * 8 / 1000 / seconds);
+        var endpoint = await rtmp.BoundEndpoint.ConfigureAwait(false);
+        var host = coordination.Value.Enabled ? coordination.Value.AdvertiseHost : "127.0.0.1";
+        return new TranscodeJobRequest(hub.Name, $"rtmp://{host}:{endpoint.Port}/live/{hub.Name}", media.Width, media.Height,
+            media.FrameRate ?? 30, sourceKbps > 100 ? sourceKbps : 0);
+    }
+
+    /// <summary>Cluster mode: queue the job, then keep the live marker fresh while the stream lasts.</summary>
+    private async Task QueueAsync(RedisTranscodeQueue queue, TranscodeJobRequest request, CancellationToken cancellationToken)
+    {
+        var id = await queue.EnqueueAsync(request).ConfigureAwait(false);
+        LogQueued(_log, request.Channel, id);
+        try
+        {
+            var beat = coordination.Value.LiveTtl / 3;
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                await Task.Delay(beat, time, cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await queue.RefreshLiveAsync(request.Channel).ConfigureAwait(false);
+                }
+                catch (RedisException e)
+                {
+                    LogRedisFailed(_log, request.Channel, e.Message); // the multiplexer reconnects; next beat
+                }
+            }
+        }
+        finally
         {
             try
             {
-                var stamp = File.Exists(source) ? File.GetLastWriteTimeUtc(source) : DateTime.MinValue;
-                if (stamp != DateTime.MinValue && stamp != written)
-                {
-                    var text = HlsCommand.AddFrameRates(await File.ReadAllTextAsync(source, cancellationToken).ConfigureAwait(false), ladder);
-                    var temporary = target + ".tmp";
-                    await File.WriteAllTextAsync(temporary, text, cancellationToken).ConfigureAwait(false);
-                    File.Move(temporary, target, overwrite: true); // players never see a half-written playlist
-                    written = stamp;
-                }
-
-                await Task.Delay(TimeSpan.FromMilliseconds(250), time, cancellationToken).ConfigureAwait(false);
+                await queue.EndAsync(request.Channel).ConfigureAwait(false);
             }
-            catch (OperationCanceledException)
+            catch (RedisException e)
             {
-                return;
-            }
-            catch (IOException)
-            {
-                // ffmpeg was rewriting it: next round.
+                LogRedisFailed(_log, request.Channel, e.Message); // the marker expires on its own
             }
         }
     }
@@ -161,9 +165,12 @@ public sealed partial class TranscodeService(
         await Task.WhenAll(_jobs.Values.Select(e => e.Run)).WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "[transcode {Channel}] started: {Ladder}")]
-    private static partial void LogStarted(ILogger logger, string channel, string ladder);
-
     [LoggerMessage(Level = LogLevel.Information, Message = "[transcode {Channel}] stopped")]
     private static partial void LogStopped(ILogger logger, string channel);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[transcode {Channel}] queued for the workers as job {Id}")]
+    private static partial void LogQueued(ILogger logger, string channel, string id);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "[transcode {Channel}] Redis: {Error}")]
+    private static partial void LogRedisFailed(ILogger logger, string channel, string error);
 }

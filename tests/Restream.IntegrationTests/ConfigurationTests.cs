@@ -46,4 +46,15 @@ public sealed class ConfigurationTests
         var e = await Assert.ThrowsAsync<OptionsValidationException>(() => Task.FromResult(RestreamApp.Build(["--config", "/nonexistent/restream.json"])));
         Assert.Contains("/nonexistent/restream.json", e.Message);
     }
+
+    [Theory]
+    [InlineData(new[] { "--roles", "encoder" }, "Restream:Roles: 'encoder' is not 'all' or a list of ingest, relay, api, worker")]
+    [InlineData(new[] { "--roles", "worker" }, "a worker on its own takes its jobs from Redis: set Restream:Coordination")]
+    [InlineData(new[] { "--roles", "ingest,api", "--Restream:Transcode:Enabled=true" }, "Restream:Transcode:Enabled: with no worker role here")]
+    [InlineData(new[] { "--Restream:Coordination=localhost:6379" }, "Restream:Coordination:Redis: 'localhost:6379' is not a redis://host:port URL")]
+    public void Roles_and_coordination_that_cannot_work_are_refused_naming_the_key(string[] args, string expected)
+    {
+        var e = Assert.Throws<OptionsValidationException>(() => RestreamApp.Build([.. args, "--urls=http://127.0.0.1:0"]));
+        Assert.Contains(expected, string.Join('\n', e.Failures));
+    }
 }

@@ -94,7 +94,7 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
             ["Restream:Channels:0:Destinations:0:Url"] = nginx.Nginx.Url("second"),
             ["Restream:Channels:0:Destinations:0:Key"] = "from-lossy-srt",
         });
-        await using var link = new LossyUdpProxy(port, 0.02);
+        await using var link = new LossyUdpProxy(port, 0.02, after: TimeSpan.FromSeconds(1.5));
         const int seconds = 10;
         await using (var publisher = Ffmpeg.Publish(
             $"srt://127.0.0.1:{link.Port}?streamid=publish:lossy_key_97531864&latency=200000&linger=2", seconds, format: "mpegts"))

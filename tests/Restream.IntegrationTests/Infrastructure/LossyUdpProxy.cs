@@ -6,6 +6,9 @@ namespace Restream.IntegrationTests.Infrastructure;
 /// <summary>
 /// A lossy network link on loopback: forwards UDP datagrams between one client and a server and drops
 /// a given share of them in each direction (this kernel has no netem qdisc, so the loss is made here).
+/// Loss starts <c>after</c> the first datagram: a link that is lossy in steady state. (libsrt starts
+/// from an assumed 100 ms RTT, so until its first measurements its periodic loss reports are too slow
+/// for a 200 ms latency on loopback, and a lost report in the first second costs frames at random.)
 /// </summary>
 public sealed class LossyUdpProxy : IAsyncDisposable
 {
@@ -17,14 +20,17 @@ public sealed class LossyUdpProxy : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _forward;
     private readonly Task _backward;
+    private readonly TimeSpan _after;
+    private long _firstSeen;
     private EndPoint? _client;
     private long _dropped;
     private long _passed;
 
-    public LossyUdpProxy(int serverPort, double loss)
+    public LossyUdpProxy(int serverPort, double loss, TimeSpan? after = null)
     {
         _server = new IPEndPoint(IPAddress.Loopback, serverPort);
         _loss = loss;
+        _after = after ?? TimeSpan.Zero;
         _front.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         _back.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         Port = ((IPEndPoint)_front.LocalEndPoint!).Port;
@@ -38,6 +44,12 @@ public sealed class LossyUdpProxy : IAsyncDisposable
 
     private bool Drop()
     {
+        var first = Interlocked.CompareExchange(ref _firstSeen, System.Diagnostics.Stopwatch.GetTimestamp(), 0);
+        if (first == 0 || System.Diagnostics.Stopwatch.GetElapsedTime(first) < _after)
+        {
+            return false;
+        }
+
         lock (_random)
         {
             return _random.NextDouble() < _loss;
