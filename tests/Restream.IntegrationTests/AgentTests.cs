@@ -199,20 +199,102 @@ public sealed partial class AgentTests(AgentFixture fixture) : IClassFixture<Age
         Assert.DoesNotContain("live_wrong_9876543210", agent.Output);
     }
 
+    [Fact]
+    public async Task Init_writes_a_profile_that_doctor_checks_and_push_uses()
+    {
+        await using var server = await RestreamServer.StartAsync(Channel());
+        var profile = Path.Combine(fixture.Desktop.Directory, $"profile-{Guid.NewGuid():N}.json");
+        var (code, output) = await AgentProcess.RunAsync(
+            ["init", "--profile", profile, "--server", $"rtmp://127.0.0.1:{server.RtmpPort}/live", "--window", X11Desktop.WindowTitle], Environment, TimeSpan.FromSeconds(30));
+        Assert.True(code == 0, output);
+        Assert.Contains("\"window\": \"restream-test-clock\"", await File.ReadAllTextAsync(profile));
+        Assert.DoesNotContain(Key, await File.ReadAllTextAsync(profile));
+
+        // Everything is in place on this desktop: every check passes, and the key is never printed.
+        (code, output) = await AgentProcess.RunAsync(["doctor", "--profile", profile], Environment, TimeSpan.FromSeconds(120));
+        Assert.True(code == 0, output);
+        foreach (var check in new[] { "ffmpeg", "screen capture (x11grab)", "audio capture (pulse)", "text overlays (drawtext)", "display", "system sound", "encoders", "stream key", "ingest" })
+        {
+            Assert.Contains($"✓ {check}", output);
+        }
+
+        Assert.Contains($"{X11Desktop.SinkName}.monitor", output);
+        Assert.Contains("libx264", output);
+        Assert.DoesNotContain(Key, output);
+
+        // The same profile, an ingest that is not there: doctor says so and how to fix it.
+        var closed = TestPorts.GetFreeTcpPort();
+        (code, output) = await AgentProcess.RunAsync(["doctor", "--profile", profile, "--server", $"rtmp://127.0.0.1:{closed}/live"], Environment, TimeSpan.FromSeconds(120));
+        Assert.Equal(1, code);
+        Assert.Contains($"✗ ingest", output);
+        Assert.Contains("fix:", output);
+
+        // push --profile goes live with what init wrote (size from the profile: 1280x720).
+        await using var agent = AgentProcess.Start(["push", "--profile", profile, "--video-kbps", "800", "--json"], Environment);
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.Find("agent") is { Media.Width: 1280, Media.Height: 720 }, TimeSpan.FromSeconds(30)), agent.Output);
+        agent.Interrupt();
+        Assert.Equal(0, await agent.WaitAsync(TimeSpan.FromSeconds(20)));
+    }
+
+    [Fact]
+    public async Task Encoders_reports_libx264_working_and_explains_the_rest()
+    {
+        var (code, output) = await AgentProcess.RunAsync(["encoders", "--json"], Environment, TimeSpan.FromSeconds(120));
+        Assert.True(code == 0, output);
+        using var doc = JsonDocument.Parse(output[output.IndexOf('{')..]);
+        Assert.Equal("libx264", doc.RootElement.GetProperty("chosen").GetString());
+        var encoders = doc.RootElement.GetProperty("encoders").EnumerateArray().ToList();
+        Assert.Contains(encoders, e => e.GetProperty("name").GetString() == "libx264" && e.GetProperty("works").GetBoolean());
+        // This machine has no GPU: NVENC is listed as not working, with the reason.
+        var nvenc = Assert.Single(encoders, e => e.GetProperty("name").GetString() == "h264_nvenc");
+        Assert.False(nvenc.GetProperty("works").GetBoolean());
+        Assert.False(string.IsNullOrEmpty(nvenc.GetProperty("reason").GetString()));
+    }
+
+    [Fact]
+    public async Task A_text_file_overlay_is_read_again_while_live()
+    {
+        var text = Path.Combine(fixture.Desktop.Directory, $"now-playing-{Guid.NewGuid():N}.txt");
+        await File.WriteAllTextAsync(text, "i");
+        await using var server = await RestreamServer.StartAsync(Channel());
+        await using var agent = AgentProcess.Start(["push", "--server", $"rtmp://127.0.0.1:{server.RtmpPort}/live",
+            "--region", "800,400,320x240", "--size", "320x240", "--video-kbps", "1500", "--audio", "none",
+            "--overlay", $"textfile:{text}@0,100", "--json"], Environment);
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.Find("agent") is { VideoFramesIn: > 30 }, TimeSpan.FromSeconds(30)), agent.Output);
+        var narrow = await GrabAsync(server);
+
+        // "Now playing" changes: the next frames show the new, much wider text without a restart.
+        await File.WriteAllTextAsync(text + ".tmp", "WWWWWWWWWWWW");
+        File.Move(text + ".tmp", text, overwrite: true);
+        await Task.Delay(1500);
+        var wide = await GrabAsync(server);
+        var before = Mean(narrow, 100, 100, 200, 40).R;
+        var after = Mean(wide, 100, 100, 200, 40).R;
+        Assert.True(after - before > 20, $"text area brightness {before:0.0} -> {after:0.0}");
+        Assert.Equal(0, agent.Last!.Value.GetProperty("captureRestarts").GetInt64());
+        agent.Interrupt();
+        await agent.WaitAsync(TimeSpan.FromSeconds(20));
+    }
+
+    private async Task<byte[]> GrabAsync(RestreamServer server)
+    {
+        var file = Path.Combine(fixture.Desktop.Directory, $"frame-{Guid.NewGuid():N}.rgb");
+        var (code, output) = await ExternalProcess.RunAsync("ffmpeg",
+            ["-hide_banner", "-nostdin", "-loglevel", "error", "-i", $"rtmp://127.0.0.1:{server.RtmpPort}/live/agent",
+             "-vf", "select=gte(n\\,10)", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-y", file], TimeSpan.FromSeconds(30));
+        Assert.True(code == 0, output);
+        return await File.ReadAllBytesAsync(file);
+    }
+
     /// <summary>Pushes a few seconds and grabs one decoded frame from the ingest (played by channel name) as RGB.</summary>
     private async Task<byte[]> GrabFrameAsync(string[] capture)
     {
         await using var server = await RestreamServer.StartAsync(Channel());
         await using var agent = AgentProcess.Start(["push", "--server", $"rtmp://127.0.0.1:{server.RtmpPort}/live", .. capture, "--json"], Environment);
         Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.Find("agent") is { VideoFramesIn: > 45 }, TimeSpan.FromSeconds(30)), agent.Output);
-        var file = Path.Combine(fixture.Desktop.Directory, $"frame-{Guid.NewGuid():N}.rgb");
-        var (code, output) = await ExternalProcess.RunAsync("ffmpeg",
-            ["-hide_banner", "-nostdin", "-loglevel", "error", "-i", $"rtmp://127.0.0.1:{server.RtmpPort}/live/agent",
-             "-vf", "select=gte(n\\,10)", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-y", file], TimeSpan.FromSeconds(30));
-        Assert.True(code == 0, output);
+        var frame = await GrabAsync(server);
         agent.Interrupt();
         await agent.WaitAsync(TimeSpan.FromSeconds(20));
-        var frame = await File.ReadAllBytesAsync(file);
         Assert.Equal(320 * 240 * 3, frame.Length);
         return frame;
     }
