@@ -61,6 +61,13 @@ public static class ClusterServices
             }
         }
 
+        var encoder = configuration["Restream:Transcode:Encoder"];
+        if (encoder is not null && !LadderEncoder.Names.Contains(encoder))
+        {
+            throw new OptionsValidationException("Restream:Transcode:Encoder", typeof(TranscodeOptions),
+                [$"Restream:Transcode:Encoder: '{encoder}' is not one of {string.Join(", ", LadderEncoder.Names)}"]);
+        }
+
         if (roles.Worker && !roles.Edge && redis is null)
         {
             throw new OptionsValidationException("Restream:Roles", typeof(RestreamRoles),

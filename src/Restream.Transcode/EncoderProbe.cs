@@ -39,6 +39,36 @@ public static class EncoderProbe
         return names;
     }
 
+    /// <summary>The filter names in <c>ffmpeg -hide_banner -filters</c> output (" TSC scale_cuda  V->V  …").</summary>
+    public static IReadOnlySet<string> ParseFilters(string output)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var line in output.Split('\n'))
+        {
+            var parts = line.Trim().Split(' ', 3, StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length >= 3 && parts[0].Length == 3 && parts[0].All(c => c is '.' or 'T' or 'S' or 'C' or 'A') && parts[2].Contains("->", StringComparison.Ordinal))
+            {
+                names.Add(parts[1]);
+            }
+        }
+
+        return names;
+    }
+
+    private static IReadOnlySet<string>? _filters;
+
+    /// <summary>The filters this ffmpeg has (cached): which GPU scalers can be used.</summary>
+    public static async Task<IReadOnlySet<string>> FiltersAsync(CancellationToken cancellationToken)
+    {
+        if (_filters is null)
+        {
+            var (_, listing) = await RunAsync(["-hide_banner", "-filters"], cancellationToken).ConfigureAwait(false);
+            _filters = ParseFilters(listing);
+        }
+
+        return _filters;
+    }
+
     /// <summary>The arguments of a 5-frame test encode with <paramref name="encoder"/>.</summary>
     public static IReadOnlyList<string> TestArguments(string encoder)
     {

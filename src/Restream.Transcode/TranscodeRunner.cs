@@ -14,15 +14,31 @@ public sealed partial class TranscodeRunner
     private readonly TimeProvider _time;
     private readonly ILogger _log;
 
-    public TranscodeRunner(TranscodeJobRequest request, string outputDirectory, TranscodeOptions options, ILogger log, TimeProvider time)
+    public TranscodeRunner(TranscodeJobRequest request, string outputDirectory, TranscodeOptions options, LadderEncoder encoder, ILogger log, TimeProvider time)
     {
         _request = request;
         _time = time;
         _log = log;
         var ladder = LadderPlanner.Plan(request.Width, request.Height, request.FrameRate, request.SourceKbps);
         var ffmpeg = new FfmpegProcess(request.Channel,
-            HlsCommand.Build(request.InputUrl, outputDirectory, ladder, options.SegmentSeconds, options.PlaylistSize, options.Preset), log, time);
+            HlsCommand.Build(request.InputUrl, outputDirectory, ladder, options.SegmentSeconds, options.PlaylistSize, options.Preset, encoder), log, time);
         Job = new TranscodeJob(request.Channel, ladder, ffmpeg, outputDirectory);
+        Encoder = encoder;
+    }
+
+    public LadderEncoder Encoder { get; }
+
+    /// <summary>The ladder encoder for these options on this host (the probe runs once per process).</summary>
+    public static async Task<LadderEncoder> ChooseEncoderAsync(TranscodeOptions options, CancellationToken cancellationToken)
+    {
+        if (options.Encoder == "libx264")
+        {
+            return LadderEncoder.Cpu;
+        }
+
+        var report = await EncoderProbe.ProbeAsync(cancellationToken).ConfigureAwait(false);
+        var filters = await EncoderProbe.FiltersAsync(cancellationToken).ConfigureAwait(false);
+        return LadderEncoder.Choose(options.Encoder, report, filters);
     }
 
     public TranscodeJob Job { get; }
@@ -40,7 +56,7 @@ public sealed partial class TranscodeRunner
         }
 
         Directory.CreateDirectory(output);
-        LogStarted(_log, _request.Channel, fresh ? "started" : "taken over",
+        LogStarted(_log, _request.Channel, fresh ? "started" : "taken over", Encoder.Name, Encoder.Frames.ToString(),
             string.Join(", ", Job.Ladder.Select(r => $"{r.Name} {r.Width}x{r.Height}@{r.FrameRate:0.##} {r.VideoKbps}k")));
         var publishing = PublishMasterAsync(output, Job.Ladder, cancellationToken);
         await Job.Ffmpeg.RunAsync(cancellationToken).ConfigureAwait(false);
@@ -80,6 +96,6 @@ public sealed partial class TranscodeRunner
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "[transcode {Channel}] {How}: {Ladder}")]
-    private static partial void LogStarted(ILogger logger, string channel, string how, string ladder);
+    [LoggerMessage(Level = LogLevel.Information, Message = "[transcode {Channel}] {How} with {Encoder} (GPU frames: {Frames}): {Ladder}")]
+    private static partial void LogStarted(ILogger logger, string channel, string how, string encoder, string frames, string ladder);
 }

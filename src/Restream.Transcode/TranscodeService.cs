@@ -24,6 +24,12 @@ public sealed class TranscodeOptions
 
     /// <summary>x264 preset: faster presets cost less CPU per rendition.</summary>
     public string Preset { get; set; } = "veryfast";
+
+    /// <summary>
+    /// <c>auto</c>: the best encoder the probe finds working (NVENC with CUDA decode and scaling, VA-API,
+    /// Quick Sync), else libx264; or one of those names.
+    /// </summary>
+    public string Encoder { get; set; } = "auto";
 }
 
 /// <summary>A running transcode job: its ladder and its ffmpeg.</summary>
@@ -75,7 +81,8 @@ public sealed partial class TranscodeService(
                 return;
             }
 
-            var runner = new TranscodeRunner(request, Path.Combine(OutputRoot, hub.Name), options.Value, _log, time);
+            var encoder = await TranscodeRunner.ChooseEncoderAsync(options.Value, cancellationToken).ConfigureAwait(false);
+            var runner = new TranscodeRunner(request, Path.Combine(OutputRoot, hub.Name), options.Value, encoder, _log, time);
             if (_jobs.TryGetValue(hub.Name, out var entry))
             {
                 _jobs[hub.Name] = entry with { Job = runner.Job };

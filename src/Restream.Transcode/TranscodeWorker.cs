@@ -136,7 +136,8 @@ public sealed partial class TranscodeWorker(
         }
 
         var output = Path.Combine(Path.GetFullPath(transcode.Value.OutputDirectory), request.Channel);
-        var runner = new TranscodeRunner(request, output, transcode.Value, log, time);
+        var encoder = await TranscodeRunner.ChooseEncoderAsync(transcode.Value, stoppingToken).ConfigureAwait(false);
+        var runner = new TranscodeRunner(request, output, transcode.Value, encoder, log, time);
         var stop = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         var task = Task.Run(() => runner.RunAsync(fresh, stop.Token), CancellationToken.None);
         lock (_running)
