@@ -16,7 +16,7 @@ public static class HlsCommand
     public const string FfmpegMasterName = "ffmpeg-master.m3u8";
 
     public static IReadOnlyList<string> Build(string input, string outputDirectory, IReadOnlyList<Rendition> ladder,
-        int segmentSeconds = 2, int playlistSize = 6, string preset = "veryfast", LadderEncoder? encoder = null)
+        int segmentSeconds = 2, int playlistSize = 6, string preset = "veryfast", LadderEncoder? encoder = null, double partSeconds = 0)
     {
         var inv = CultureInfo.InvariantCulture;
         encoder ??= LadderEncoder.Cpu;
@@ -75,7 +75,11 @@ public static class HlsCommand
             _ => ["-preset", preset, "-sc_threshold", "0", "-pix_fmt", "yuv420p"],
         });
         args.AddRange(["-f", "dash", "-seg_duration", segmentSeconds.ToString(inv), "-window_size", playlistSize.ToString(inv),
-            "-extra_window_size", "2", "-use_template", "1", "-use_timeline", "1", "-streaming", "0",
+            "-extra_window_size", "2", "-use_template", "1", "-use_timeline", "1",
+            // Low-latency HLS: each segment is written as fragments of partSeconds as they are encoded.
+            .. partSeconds > 0
+                ? (string[])["-streaming", "1", "-frag_type", "duration", "-frag_duration", partSeconds.ToString("0.###", inv)]
+                : ["-streaming", "0"],
             "-hls_playlist", "1", "-hls_master_name", FfmpegMasterName,
             "-adaptation_sets", "id=0,streams=v id=1,streams=a",
             "-init_seg_name", "init-$RepresentationID$.m4s", "-media_seg_name", "chunk-$RepresentationID$-$Number%05d$.m4s",

@@ -21,7 +21,8 @@ public sealed partial class TranscodeRunner
         _log = log;
         var ladder = LadderPlanner.Plan(request.Width, request.Height, request.FrameRate, request.SourceKbps);
         var ffmpeg = new FfmpegProcess(request.Channel,
-            HlsCommand.Build(request.InputUrl, outputDirectory, ladder, options.SegmentSeconds, options.PlaylistSize, options.Preset, encoder), log, time);
+            HlsCommand.Build(request.InputUrl, outputDirectory, ladder, options.SegmentSeconds, options.PlaylistSize, options.Preset, encoder,
+                options.LowLatency ? options.PartSeconds : 0), log, time);
         Job = new TranscodeJob(request.Channel, ladder, ffmpeg, outputDirectory);
         Encoder = encoder;
     }

@@ -30,6 +30,12 @@ public sealed class TranscodeOptions
     /// Quick Sync), else libx264; or one of those names.
     /// </summary>
     public string Encoder { get; set; } = "auto";
+
+    /// <summary>Low-latency HLS: segments are written as parts and media playlists list them (EXT-X-PART).</summary>
+    public bool LowLatency { get; set; }
+
+    /// <summary>Length of a low-latency part (PART-TARGET).</summary>
+    public double PartSeconds { get; set; } = 0.5;
 }
 
 /// <summary>A running transcode job: its ladder and its ffmpeg.</summary>

@@ -93,6 +93,68 @@ public sealed class TranscodeTests
     }
 
     [Fact]
+    public async Task Low_latency_hls_lists_parts_serves_them_by_range_and_holds_blocking_reloads()
+    {
+        var output = TestPorts.NewTempDirectory("llhls");
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "ll",
+            ["Restream:Channels:0:StreamKey"] = "ll_key_5647382910",
+            ["Restream:Transcode:Enabled"] = "true",
+            ["Restream:Transcode:LowLatency"] = "true",
+            ["Restream:Transcode:OutputDirectory"] = output,
+            ["Restream:Transcode:Preset"] = "ultrafast",
+        });
+        using var http = server.Http(apiKey: null);
+        await using var publisher = Ffmpeg.Publish(server.PublishUrl("ll_key_5647382910"), 25, size: "640x360", bitrateKbps: 800);
+        string text = "";
+        Assert.True(await TestPorts.EventuallyAsync(() =>
+        {
+            var response = http.GetAsync("/hls/ll/media_0.m3u8").Result;
+            text = response.IsSuccessStatusCode ? response.Content.ReadAsStringAsync().Result : "";
+            return Regex.Matches(text, "#EXT-X-PART:").Count >= 6 && text.Split('\n').Count(l => l.EndsWith(".m4s", StringComparison.Ordinal)) >= 2;
+        }, TimeSpan.FromSeconds(15), 250), $"no parts listed: {text}\n{server.Log.Text}");
+        Assert.Contains("#EXT-X-PART-INF:PART-TARGET=0.5", text);
+        Assert.Contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES", text);
+
+        // A part is a byte range of its segment that starts with a moof box.
+        var part = Regex.Matches(text, "#EXT-X-PART:DURATION=([\\d.]+),URI=\"([^\"]+)\",BYTERANGE=\"(\\d+)@(\\d+)\"")[^1];
+        var (uri, length, offset) = (part.Groups[2].Value, long.Parse(part.Groups[3].Value), long.Parse(part.Groups[4].Value));
+        Assert.InRange(double.Parse(part.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 0.3, 0.7);
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"/hls/ll/{uri}");
+        request.Headers.Range = new System.Net.Http.Headers.RangeHeaderValue(offset, offset + length - 1);
+        using var ranged = await http.SendAsync(request);
+        Assert.Equal(System.Net.HttpStatusCode.PartialContent, ranged.StatusCode);
+        var bytes = await ranged.Content.ReadAsByteArrayAsync();
+        Assert.Equal(length, bytes.Length);
+        Assert.Equal("moof", System.Text.Encoding.ASCII.GetString(bytes, 4, 4));
+
+        // Blocking reload: ask for the part after the newest one; the answer waits until it exists.
+        var sequence = long.Parse(Regex.Match(text, "#EXT-X-MEDIA-SEQUENCE:(\\d+)").Groups[1].Value);
+        var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var complete = lines.Count(l => !l.StartsWith('#'));
+        var growing = lines.SkipWhile((l, i) => i <= Array.FindLastIndex(lines, x => !x.StartsWith('#'))).Count(l => l.StartsWith("#EXT-X-PART:", StringComparison.Ordinal));
+        var (msn, next) = (sequence + complete, growing);
+        var clock = Stopwatch.StartNew();
+        var blocked = await http.GetAsync($"/hls/ll/media_0.m3u8?_HLS_msn={msn}&_HLS_part={next}");
+        var waited = clock.Elapsed;
+        Assert.Equal(System.Net.HttpStatusCode.OK, blocked.StatusCode);
+        var after = await blocked.Content.ReadAsStringAsync();
+        Assert.True(Regex.Matches(after, "#EXT-X-PART:").Count > 0);
+        Assert.NotEqual(text, after);
+        Assert.InRange(waited.TotalSeconds, 0.05, 6);
+        Console.WriteLine($"blocking reload for msn {msn} part {next} answered after {waited.TotalMilliseconds:0} ms");
+
+        // A part far in the future is refused after three target durations, not held forever.
+        var refused = await http.GetAsync($"/hls/ll/media_0.m3u8?_HLS_msn={msn + 50}&_HLS_part=0");
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+
+        // Players without LL-HLS read the same playlist as a plain one.
+        var streams = await Ffmpeg.ProbeAsync($"{server.HttpAddress}hls/ll/media_0.m3u8", TimeSpan.FromSeconds(30), countFrames: false);
+        Assert.Contains(streams, s => s.CodecType == "video" && s.Width == 640 && s.Height == 360);
+    }
+
+    [Fact]
     public async Task Stopping_the_server_mid_stream_leaves_no_ffmpeg_behind()
     {
         var output = TestPorts.NewTempDirectory("hls");
