@@ -3,6 +3,8 @@ using Restream.IntegrationTests.Infrastructure;
 
 namespace Restream.IntegrationTests;
 
+// Loss recovery is a race against the receiver latency: run where no other test competes for the two CPUs.
+[Collection("cpu-heavy")]
 public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNginxFixture>
 {
     private const string Passphrase = "srt-secret-pass-1";
