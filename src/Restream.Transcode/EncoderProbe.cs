@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Restream.Transcode;
 
 /// <summary>Whether an encoder works on this host, and why not.</summary>
@@ -162,29 +160,6 @@ public static class EncoderProbe
         }
     }
 
-    private static async Task<(int Code, string Output)> RunAsync(IReadOnlyList<string> arguments, CancellationToken cancellationToken)
-    {
-        var info = new ProcessStartInfo("ffmpeg") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in arguments)
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        using var process = Process.Start(info) ?? throw new InvalidOperationException("ffmpeg did not start");
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(TimeSpan.FromSeconds(20));
-        var stdout = process.StandardOutput.ReadToEndAsync(timeout.Token);
-        var stderr = process.StandardError.ReadToEndAsync(timeout.Token);
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            return (-1, "the test encode did not finish within 20 s");
-        }
-
-        return (process.ExitCode, await stdout.ConfigureAwait(false) + await stderr.ConfigureAwait(false));
-    }
+    private static Task<(int Code, string Output)> RunAsync(IReadOnlyList<string> arguments, CancellationToken cancellationToken) =>
+        OneShotProcess.RunAsync("ffmpeg", arguments, cancellationToken);
 }

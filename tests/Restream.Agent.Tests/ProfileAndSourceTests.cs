@@ -86,6 +86,30 @@ public sealed class ProfileTests : IDisposable
 public sealed class SourceParsingTests
 {
     [Fact]
+    public void A_wayland_session_is_named_with_what_works_and_what_to_do()
+    {
+        var saved = (Environment.GetEnvironmentVariable("WAYLAND_DISPLAY"), Environment.GetEnvironmentVariable("XDG_SESSION_TYPE"));
+        try
+        {
+            Environment.SetEnvironmentVariable("WAYLAND_DISPLAY", null);
+            Environment.SetEnvironmentVariable("XDG_SESSION_TYPE", "x11");
+            Assert.Null(SourceCatalog.WaylandNote());
+
+            Environment.SetEnvironmentVariable("WAYLAND_DISPLAY", "wayland-0");
+            var note = SourceCatalog.WaylandNote();
+            Assert.NotNull(note);
+            Assert.Contains("XWayland", note);
+            Assert.Contains("PipeWire", note);
+            Assert.Contains("X11 session", note);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("WAYLAND_DISPLAY", saved.Item1);
+            Environment.SetEnvironmentVariable("XDG_SESSION_TYPE", saved.Item2);
+        }
+    }
+
+    [Fact]
     public void Pulse_sources_mark_the_default_sinks_monitor_as_system_sound()
     {
         // pactl list short sources, PipeWire 0.3 (pipewire-pulse) on Ubuntu 24.04
