@@ -57,4 +57,27 @@ public sealed class ConfigurationTests
         var e = Assert.Throws<OptionsValidationException>(() => RestreamApp.Build([.. args, "--urls=http://127.0.0.1:0"]));
         Assert.Contains(expected, string.Join('\n', e.Failures));
     }
+
+    [Fact]
+    public async Task A_port_already_in_use_stops_the_server_with_a_clear_message_and_exit_code_2()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        var dir = Infrastructure.TestPorts.NewTempDirectory("inuse");
+        string[] common = [Path.Combine(AppContext.BaseDirectory, "restream.dll"), $"--Restream:Database=Data Source={dir}/r.db", $"--Restream:DataProtectionKeys={dir}/keys"];
+
+        var (code, output) = await Infrastructure.ExternalProcess.RunAsync("dotnet",
+            [.. common, $"--urls=http://127.0.0.1:{port}", "--Restream:Rtmp:Port=0"], TimeSpan.FromSeconds(60));
+        Assert.Equal(2, code);
+        Assert.Contains($"cannot listen: the HTTP address http://127.0.0.1:{port} is already in use", output);
+        Assert.DoesNotContain("Unhandled exception", output);
+
+        (code, output) = await Infrastructure.ExternalProcess.RunAsync("dotnet",
+            [.. common, "--urls=http://127.0.0.1:0", $"--Restream:Rtmp:Port={port}", "--Restream:Rtmp:Address=127.0.0.1"], TimeSpan.FromSeconds(60));
+        Assert.Equal(2, code);
+        Assert.Contains($"ingest cannot listen on 127.0.0.1:{port}", output);
+        Assert.Contains("Restream:Rtmp:Port", output);
+        Assert.DoesNotContain("Unhandled exception", output);
+    }
 }
