@@ -22,6 +22,9 @@ public sealed record AgentProfile
     public EncoderSettings Encoder { get; init; } = new();
     public IReadOnlyList<OverlaySettings> Overlays { get; init; } = [];
 
+    /// <summary>Extra PEM certificates to trust for <c>rtmps://</c> (a self-signed server or a private CA).</summary>
+    public string? TrustedCertificateFile { get; init; }
+
     /// <summary>Seconds of media kept while the ingest is unreachable (resume starts at the newest keyframe).</summary>
     public int BufferSeconds { get; init; } = 10;
 
@@ -79,6 +82,11 @@ public sealed record AgentProfile
         for (var i = 0; i < Overlays.Count; i++)
         {
             Overlays[i].Validate($"overlays[{i}]");
+        }
+
+        if (TrustedCertificateFile is { Length: > 0 } trusted && !File.Exists(trusted))
+        {
+            throw new ProfileException($"trustedCertificateFile: {trusted} not found");
         }
 
         if (BufferSeconds is < 1 or > 120)

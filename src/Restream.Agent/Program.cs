@@ -180,10 +180,11 @@ var overlayOption = new Option<string[]>("--overlay")
     AllowMultipleArgumentsPerToken = false,
 };
 var dryRunOption = new Option<bool>("--dry-run") { Description = "Print the ffmpeg command and stop" };
+var trustOption = new Option<string?>("--trust-cert") { Description = "PEM certificate to trust for rtmps:// (self-signed server or private CA)" };
 var push = new Command("push", "Go live: capture, encode and push to the server until Ctrl+C")
 {
     profileOption, serverOption, sourceOption, windowOption, regionOption, monitorOption, sizeOption, fpsOption, encoderOption,
-    bitrateOption, audioOption, micOption, keyEnvOption, overlayOption, jsonOption, dryRunOption,
+    bitrateOption, audioOption, micOption, keyEnvOption, overlayOption, jsonOption, dryRunOption, trustOption,
 };
 push.SetAction(async (parse, ct) =>
 {
@@ -217,7 +218,8 @@ push.SetAction(async (parse, ct) =>
 
     var log = new AgentLog(mode, streamKey);
     using var logs = LoggerFactory.Create(b => b.AddProvider(log).SetMinimumLevel(LogLevel.Information));
-    var session = new PushSession(plan, new Uri(profile.Server), streamKey, profile.BufferSeconds, TimeProvider.System, logs);
+    var session = new PushSession(plan, new Uri(profile.Server), streamKey, profile.BufferSeconds, TimeProvider.System, logs,
+        profile.TrustedCertificateFile);
     if (parse.GetValue(dryRunOption))
     {
         Console.WriteLine("ffmpeg " + string.Join(' ', session.Arguments.Select(a => a.Contains(' ', StringComparison.Ordinal) || a.Contains(';', StringComparison.Ordinal) ? $"\"{a}\"" : a)));
@@ -274,6 +276,7 @@ AgentProfile Overrides(AgentProfile p, ParseResult parse)
     {
         Server = parse.GetValue(serverOption) ?? p.Server,
         KeyEnv = parse.GetValue(keyEnvOption) ?? p.KeyEnv,
+        TrustedCertificateFile = parse.GetValue(trustOption) ?? p.TrustedCertificateFile,
         Video = video,
         Encoder = encoder,
         Audio = audio,

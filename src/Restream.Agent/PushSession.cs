@@ -32,6 +32,7 @@ public sealed partial class PushSession
     private readonly IReadOnlyList<string> _arguments;
     private readonly DestinationConfig _ingest;
     private readonly RelayOptions _relay;
+    private readonly System.Security.Cryptography.X509Certificates.X509Certificate2Collection? _trust;
     private readonly TimeProvider _time;
     private readonly ILoggerFactory _logs;
     private readonly ILogger _log;
@@ -47,8 +48,10 @@ public sealed partial class PushSession
     private volatile string? _captureError;
     private volatile bool _stopping;
 
-    public PushSession(CapturePlan plan, Uri server, string streamKey, int bufferSeconds, TimeProvider time, ILoggerFactory logs)
+    public PushSession(CapturePlan plan, Uri server, string streamKey, int bufferSeconds, TimeProvider time, ILoggerFactory logs,
+        string? trustedCertificateFile = null)
     {
+        _trust = CertificateTrust.Load(trustedCertificateFile);
         _plan = plan;
         _arguments = CaptureCommand.Build(plan with { WallclockBase = Math.Floor(time.GetUtcNow().ToUnixTimeMilliseconds() / 1000.0) });
         _ingest = new DestinationConfig("ingest", "ingest", server, streamKey, true);
@@ -79,7 +82,7 @@ public sealed partial class PushSession
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var hub = new StreamHub("agent", "agent", "capture", _time);
-        _pusher = new DestinationPusher(hub, _ingest, _relay, null, _time, _logs.CreateLogger<DestinationPusher>());
+        _pusher = new DestinationPusher(hub, _ingest, _relay, _trust, _time, _logs.CreateLogger<DestinationPusher>());
         _pusher.StateChanged += (_, state) => LogState(_log, Describe(state), _ingest.SafeUrl);
         using var pushing = new CancellationTokenSource();
         var pusher = _pusher.RunAsync(pushing.Token);

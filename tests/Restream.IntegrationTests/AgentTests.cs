@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -167,6 +168,37 @@ public sealed partial class AgentTests(AgentFixture fixture) : IClassFixture<Age
             await agent.WaitAsync(TimeSpan.FromSeconds(20));
             await server.DisposeAsync();
         }
+    }
+
+    [Fact]
+    public async Task The_agent_pushes_over_rtmps_and_srt_too()
+    {
+        var certificate = await TestCertificate.CreateAsync();
+        var tlsPort = TestPorts.GetFreeTcpPort();
+        var srtPort = TestPorts.GetFreeUdpPort();
+        await using var server = await RestreamServer.StartAsync(Channel(
+            ("Restream:Rtmps:Port", tlsPort.ToString(CultureInfo.InvariantCulture)), ("Restream:Rtmps:Address", "127.0.0.1"),
+            ("Restream:Rtmps:CertificateFile", certificate.CertificateFile), ("Restream:Rtmps:KeyFile", certificate.KeyFile),
+            ("Restream:Srt:Enabled", "true"), ("Restream:Srt:Port", srtPort.ToString(CultureInfo.InvariantCulture)), ("Restream:Srt:Address", "127.0.0.1")));
+        await server.Services.GetRequiredService<Restream.Ingest.Rtmp.RtmpServer>().BoundTlsEndpoint.WaitAsync(TimeSpan.FromSeconds(10));
+
+        foreach (string[] target in (string[][])[["--server", $"rtmps://localhost:{tlsPort}/live", "--trust-cert", certificate.CertificateFile], ["--server", $"srt://127.0.0.1:{srtPort}"]])
+        {
+            await using var agent = AgentProcess.Start(["push", .. target, "--source", "test", "--audio", "tone", "--size", "320x240", "--video-kbps", "500", "--json"], Environment);
+            Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.Find("agent") is { VideoFramesIn: > 60, Media.Width: 320 }, TimeSpan.FromSeconds(30)),
+                $"{target[1]}: {agent.Output}\n{server.Log.Text}");
+            Assert.Equal("live", agent.State);
+            agent.Interrupt();
+            Assert.Equal(0, await agent.WaitAsync(TimeSpan.FromSeconds(20)));
+            Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.Find("agent") is null, TimeSpan.FromSeconds(15)), $"{target[1]}: the stream did not end");
+        }
+
+        // Without trusting the self-signed certificate the agent refuses the server, and says why.
+        await using var untrusting = AgentProcess.Start(["push", "--server", $"rtmps://localhost:{tlsPort}/live", "--source", "test", "--audio", "none",
+            "--size", "320x240", "--video-kbps", "300", "--json"], Environment);
+        Assert.True(await TestPorts.EventuallyAsync(() => untrusting.Last?.GetProperty("lastError").GetString() is { Length: > 0 }, TimeSpan.FromSeconds(30)), untrusting.Output);
+        Assert.Null(server.Streams.Find("agent"));
+        untrusting.Interrupt();
     }
 
     [Fact]
