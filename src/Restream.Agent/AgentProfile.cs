@@ -189,8 +189,11 @@ public sealed record EncoderSettings
     /// <summary>B-frames; RTMP platforms want none.</summary>
     public int BFrames { get; init; }
 
-    /// <summary>Speed/quality preset for libx264 (ultrafast … medium); hardware encoders pick their own.</summary>
-    public string X264Preset { get; init; } = "veryfast";
+    /// <summary>
+    /// Speed/quality preset for libx264 (ultrafast … medium), or <c>auto</c>: chosen from the CPU's core
+    /// count so the encoder leaves room for the game. Hardware encoders pick their own.
+    /// </summary>
+    public string X264Preset { get; init; } = "auto";
 
     internal void Validate()
     {
@@ -212,6 +215,11 @@ public sealed record EncoderSettings
         if (KeyframeSeconds is < 0.5 or > 10)
         {
             throw new ProfileException($"encoder.keyframeSeconds: {KeyframeSeconds} is outside 0.5..10");
+        }
+
+        if (X264Preset is not ("auto" or "ultrafast" or "superfast" or "veryfast" or "faster" or "fast" or "medium"))
+        {
+            throw new ProfileException($"encoder.x264Preset: '{X264Preset}' is not auto, ultrafast, superfast, veryfast, faster, fast or medium");
         }
 
         if (BFrames is < 0 or > 4)

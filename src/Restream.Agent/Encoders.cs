@@ -32,7 +32,19 @@ public static class Encoders
         return "libx264";
     }
 
-    public static IReadOnlyList<string> VideoArguments(string encoder, EncoderSettings settings, int fps)
+    /// <summary>
+    /// x264's preset for a CPU that also runs a game: the encoder should take at most a core or two.
+    /// Two cores: superfast; four: veryfast; up to eight: faster; more: fast.
+    /// </summary>
+    public static string X264PresetFor(int cores) => cores switch
+    {
+        <= 2 => "superfast",
+        <= 4 => "veryfast",
+        <= 8 => "faster",
+        _ => "fast",
+    };
+
+    public static IReadOnlyList<string> VideoArguments(string encoder, EncoderSettings settings, int fps, int? cores = null)
     {
         var gop = Math.Max(1, (int)Math.Round(settings.KeyframeSeconds * fps));
         var kbps = settings.VideoKbps;
@@ -40,7 +52,8 @@ public static class Encoders
         switch (encoder)
         {
             case "libx264":
-                args.AddRange(["-preset", settings.X264Preset, "-tune", "zerolatency", "-profile:v", "high",
+                var preset = settings.X264Preset == "auto" ? X264PresetFor(cores ?? Environment.ProcessorCount) : settings.X264Preset;
+                args.AddRange(["-preset", preset, "-tune", "zerolatency", "-profile:v", "high",
                     "-x264-params", "nal-hrd=cbr:force-cfr=1", "-sc_threshold", "0"]);
                 break;
             case "h264_nvenc":

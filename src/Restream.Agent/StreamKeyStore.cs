@@ -135,7 +135,8 @@ public static class ProfileTemplate
             "audioKbps": 160,
             "keyframeSeconds": 2,
             "bFrames": 0,
-            "x264Preset": "veryfast"
+            // libx264 speed: auto picks from your CPU's cores (superfast … fast), or name one
+            "x264Preset": "auto"
           },
           // Drawn in this order over the picture. Text: "text" or "textFile" (re-read live).
           "overlays": [

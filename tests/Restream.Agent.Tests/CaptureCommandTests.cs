@@ -134,7 +134,7 @@ public sealed class CaptureCommandTests
     [InlineData("h264_vaapi", "-c:v h264_vaapi -rc_mode CBR -profile:v high -b:v 6000k -maxrate 6000k -bufsize 12000k -g 60 -keyint_min 60 -bf 0")]
     public void Every_encoder_gets_cbr_a_two_second_gop_and_no_b_frames(string encoder, string expected)
     {
-        var args = Encoders.VideoArguments(encoder, new EncoderSettings { VideoKbps = 6000 }, 30);
+        var args = Encoders.VideoArguments(encoder, new EncoderSettings { VideoKbps = 6000 }, 30, cores: 4);
         Assert.Equal(expected, Joined(args));
     }
 
@@ -144,6 +144,18 @@ public sealed class CaptureCommandTests
         var args = CaptureCommand.Build(Plan(new X11Area(":0", 0, 0, 1920, 1080), encoder: "h264_vaapi"));
         Assert.Equal(["-vaapi_device", "/dev/dri/renderD128"], args.Skip(IndexOf(args, "-vaapi_device")).Take(2));
         Assert.Contains("format=nv12,hwupload[vout]", Graph(args));
+    }
+
+    [Theory]
+    [InlineData(2, "superfast")]
+    [InlineData(4, "veryfast")]
+    [InlineData(8, "faster")]
+    [InlineData(16, "fast")]
+    public void Auto_x264_preset_follows_the_cpu(int cores, string preset)
+    {
+        var args = Encoders.VideoArguments("libx264", new EncoderSettings(), 30, cores);
+        Assert.Equal(preset, args[args.ToList().IndexOf("-preset") + 1]);
+        Assert.Equal("medium", Encoders.VideoArguments("libx264", new EncoderSettings { X264Preset = "medium" }, 30, cores)[3]);
     }
 
     [Fact]
