@@ -14,6 +14,9 @@ public sealed record AgentProfile
     /// <summary>Ingest URL without the key: <c>rtmp://host/live</c>, <c>rtmps://host:1936/live</c>, <c>srt://host:9000</c>.</summary>
     public string Server { get; init; } = "rtmp://localhost:1935/live";
 
+    /// <summary>Other ingests to try, in order, when the server cannot be reached (same stream key).</summary>
+    public IReadOnlyList<string> FallbackServers { get; init; } = [];
+
     /// <summary>The environment variable that holds the stream key (else the key store).</summary>
     public string KeyEnv { get; init; } = "RESTREAM_STREAM_KEY";
 
@@ -61,14 +64,10 @@ public sealed record AgentProfile
     /// <summary>Checks every value up front, naming the key that is wrong.</summary>
     public void Validate()
     {
-        if (!Uri.TryCreate(Server, UriKind.Absolute, out var uri) || uri.Scheme is not ("rtmp" or "rtmps" or "srt"))
+        ValidateServer("server", Server);
+        for (var i = 0; i < FallbackServers.Count; i++)
         {
-            throw new ProfileException($"server: '{Server}' is not an rtmp://, rtmps:// or srt:// URL");
-        }
-
-        if (uri.Scheme is "rtmp" or "rtmps" && uri.AbsolutePath.Trim('/').Length == 0)
-        {
-            throw new ProfileException($"server: '{Server}' has no application (e.g. {uri.Scheme}://{uri.Authority}/live)");
+            ValidateServer($"fallbackServers[{i}]", FallbackServers[i]);
         }
 
         if (string.IsNullOrWhiteSpace(KeyEnv))
@@ -96,6 +95,19 @@ public sealed record AgentProfile
     }
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    private static void ValidateServer(string key, string value)
+    {
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme is not ("rtmp" or "rtmps" or "srt"))
+        {
+            throw new ProfileException($"{key}: '{value}' is not an rtmp://, rtmps:// or srt:// URL");
+        }
+
+        if (uri.Scheme is "rtmp" or "rtmps" && uri.AbsolutePath.Trim('/').Length == 0)
+        {
+            throw new ProfileException($"{key}: '{value}' has no application (e.g. {uri.Scheme}://{uri.Authority}/live)");
+        }
+    }
 }
 
 /// <summary>What to capture and at what size and rate.</summary>

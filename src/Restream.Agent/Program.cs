@@ -180,11 +180,12 @@ var overlayOption = new Option<string[]>("--overlay")
     AllowMultipleArgumentsPerToken = false,
 };
 var dryRunOption = new Option<bool>("--dry-run") { Description = "Print the ffmpeg command and stop" };
+var fallbackOption = new Option<string[]>("--fallback-server") { Description = "Another ingest to switch to when the server cannot be reached (repeatable)" };
 var trustOption = new Option<string?>("--trust-cert") { Description = "PEM certificate to trust for rtmps:// (self-signed server or private CA)" };
 var push = new Command("push", "Go live: capture, encode and push to the server until Ctrl+C")
 {
     profileOption, serverOption, sourceOption, windowOption, regionOption, monitorOption, sizeOption, fpsOption, encoderOption,
-    bitrateOption, audioOption, micOption, keyEnvOption, overlayOption, jsonOption, dryRunOption, trustOption,
+    bitrateOption, audioOption, micOption, keyEnvOption, overlayOption, jsonOption, dryRunOption, trustOption, fallbackOption,
 };
 push.SetAction(async (parse, ct) =>
 {
@@ -219,7 +220,7 @@ push.SetAction(async (parse, ct) =>
     var log = new AgentLog(mode, streamKey);
     using var logs = LoggerFactory.Create(b => b.AddProvider(log).SetMinimumLevel(LogLevel.Information));
     var session = new PushSession(plan, new Uri(profile.Server), streamKey, profile.BufferSeconds, TimeProvider.System, logs,
-        profile.TrustedCertificateFile);
+        profile.TrustedCertificateFile, [.. profile.FallbackServers.Select(f => new Uri(f))]);
     if (parse.GetValue(dryRunOption))
     {
         Console.WriteLine("ffmpeg " + string.Join(' ', session.Arguments.Select(a => a.Contains(' ', StringComparison.Ordinal) || a.Contains(';', StringComparison.Ordinal) ? $"\"{a}\"" : a)));
@@ -228,7 +229,7 @@ push.SetAction(async (parse, ct) =>
 
     logs.CreateLogger("agent").LogInformation("pushing {Source} with {Encoder} at {Kbps} kb/s to {Server}", Describe(plan.Video), plan.Encoder, profile.Encoder.VideoKbps, profile.Server);
     var running = session.RunAsync(ct);
-    await StatusView.ShowAsync(session, log, mode, profile.Server, running, ct);
+    await StatusView.ShowAsync(session, log, mode, running, ct);
     await running;
     var final = session.Snapshot();
     if (mode == StatusMode.Json)
@@ -277,6 +278,7 @@ AgentProfile Overrides(AgentProfile p, ParseResult parse)
         Server = parse.GetValue(serverOption) ?? p.Server,
         KeyEnv = parse.GetValue(keyEnvOption) ?? p.KeyEnv,
         TrustedCertificateFile = parse.GetValue(trustOption) ?? p.TrustedCertificateFile,
+        FallbackServers = parse.GetValue(fallbackOption) is { Length: > 0 } fallbacks ? fallbacks : p.FallbackServers,
         Video = video,
         Encoder = encoder,
         Audio = audio,

@@ -16,7 +16,7 @@ namespace Restream.Agent;
 public sealed record AgentStatus(
     string State, string Encoder, double CaptureFps, double EncodeFps, double Speed, double SendKbps,
     long DroppedFrames, long DuplicatedFrames, long FramesSent, long BytesSent, long Reconnects, long CaptureRestarts,
-    double UptimeSeconds, double LiveSeconds, string? LastError);
+    double UptimeSeconds, double LiveSeconds, string? LastError, string Server);
 
 /// <summary>
 /// Goes live: ffmpeg captures, draws overlays and encodes into FLV on its standard output; the
@@ -30,7 +30,9 @@ public sealed partial class PushSession
 {
     private readonly CapturePlan _plan;
     private readonly IReadOnlyList<string> _arguments;
-    private readonly DestinationConfig _ingest;
+    private readonly IReadOnlyList<DestinationConfig> _ingests;
+    private volatile DestinationConfig _ingest;
+    private (long Bytes, long Frames, long Dropped, long Reconnects) _carried;
     private readonly RelayOptions _relay;
     private readonly System.Security.Cryptography.X509Certificates.X509Certificate2Collection? _trust;
     private readonly TimeProvider _time;
@@ -49,12 +51,13 @@ public sealed partial class PushSession
     private volatile bool _stopping;
 
     public PushSession(CapturePlan plan, Uri server, string streamKey, int bufferSeconds, TimeProvider time, ILoggerFactory logs,
-        string? trustedCertificateFile = null)
+        string? trustedCertificateFile = null, IReadOnlyList<Uri>? fallbacks = null)
     {
         _trust = CertificateTrust.Load(trustedCertificateFile);
         _plan = plan;
         _arguments = CaptureCommand.Build(plan with { WallclockBase = Math.Floor(time.GetUtcNow().ToUnixTimeMilliseconds() / 1000.0) });
-        _ingest = new DestinationConfig("ingest", "ingest", server, streamKey, true);
+        _ingests = [.. new[] { server }.Concat(fallbacks ?? []).Select((u, i) => new DestinationConfig($"ingest{i}", "ingest", u, streamKey, true))];
+        _ingest = _ingests[0];
         _time = time;
         _logs = logs;
         _log = logs.CreateLogger("agent");
@@ -82,10 +85,8 @@ public sealed partial class PushSession
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var hub = new StreamHub("agent", "agent", "capture", _time);
-        _pusher = new DestinationPusher(hub, _ingest, _relay, _trust, _time, _logs.CreateLogger<DestinationPusher>());
-        _pusher.StateChanged += (_, state) => LogState(_log, Describe(state), _ingest.SafeUrl);
         using var pushing = new CancellationTokenSource();
-        var pusher = _pusher.RunAsync(pushing.Token);
+        var pusher = PushAsync(hub, pushing.Token);
         try
         {
             await CaptureAsync(hub, cancellationToken).ConfigureAwait(false);
@@ -97,6 +98,57 @@ public sealed partial class PushSession
             hub.End();
             pushing.CancelAfter(TimeSpan.FromSeconds(3));
             await pusher.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Failed attempts in a row on one ingest before the next one in the list is tried.</summary>
+    public const int FailuresBeforeFailover = 3;
+
+    /// <summary>
+    /// Pushes to the first ingest; with fallbacks, moves on to the next after
+    /// <see cref="FailuresBeforeFailover"/> failed attempts in a row, round the list, resuming at the newest keyframe.
+    /// </summary>
+    private async Task PushAsync(StreamHub hub, CancellationToken cancellationToken)
+    {
+        var index = 0;
+        while (!hub.Ended && !cancellationToken.IsCancellationRequested)
+        {
+            var ingest = _ingests[index];
+            _ingest = ingest;
+            var pusher = new DestinationPusher(hub, ingest, _relay, _trust, _time, _logs.CreateLogger<DestinationPusher>());
+            pusher.StateChanged += (_, state) => LogState(_log, Describe(state), ingest.SafeUrl);
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            _pusher = pusher;
+            var run = pusher.RunAsync(attempt.Token);
+            var failuresBefore = 0L;
+            var wasLive = false;
+            while (!run.IsCompleted)
+            {
+                await Task.WhenAny(run, Task.Delay(TimeSpan.FromMilliseconds(250), _time, CancellationToken.None)).ConfigureAwait(false);
+                var status = pusher.GetStatus();
+                if (status.State == DestinationState.Live)
+                {
+                    wasLive = true;
+                    failuresBefore = status.Reconnects; // count failures since it was last live
+                }
+
+                if (_ingests.Count > 1 && status.State != DestinationState.Live && status.Reconnects - failuresBefore >= FailuresBeforeFailover)
+                {
+                    index = (index + 1) % _ingests.Count;
+                    LogFailover(_log, ingest.SafeUrl, _ingests[index].SafeUrl, status.LastError ?? (wasLive ? "lost" : "unreachable"));
+                    await attempt.CancelAsync().ConfigureAwait(false);
+                    break;
+                }
+            }
+
+            await run.ConfigureAwait(false);
+            var final = pusher.GetStatus();
+            _carried = (_carried.Bytes + final.BytesSent, _carried.Frames + final.FramesSent, _carried.Dropped + final.FramesDropped,
+                _carried.Reconnects + final.Reconnects);
+            if (ReferenceEquals(_ingests[index], ingest))
+            {
+                break; // the pusher ended with the stream or was stopped: no failover
+            }
         }
     }
 
@@ -290,7 +342,8 @@ public sealed partial class PushSession
         }
 
         var now = _time.GetTimestamp();
-        var bytes = pusher?.BytesSent ?? 0;
+        var carried = _carried;
+        var bytes = (pusher?.BytesSent ?? 0) + carried.Bytes;
         var seconds = Math.Max(0.001, _time.GetElapsedTime(_previous.Timestamp, now).TotalSeconds);
         // ffmpeg counts output frames; captured frames are those plus the ones it dropped, less its duplicates.
         var encodeFps = Math.Max(0, frames - _previous.Frames) / seconds;
@@ -304,9 +357,9 @@ public sealed partial class PushSession
         }
 
         return new AgentStatus(state, _plan.Encoder, Math.Round(captureFps, 1), Math.Round(encodeFps, 1), speed, Math.Round(sendKbps),
-            dropped + (pusher?.FramesDropped ?? 0), duplicated, pusher?.FramesSent ?? 0, bytes, pusher?.Reconnects ?? 0,
-            Interlocked.Read(ref _captureRestarts), Math.Round(_time.GetElapsedTime(_started).TotalSeconds, 1),
-            Math.Round(pusher?.Uptime.TotalSeconds ?? 0, 1), pusher?.LastError ?? (_ffmpeg is null ? _captureError : null));
+            dropped + (pusher?.FramesDropped ?? 0) + carried.Dropped, duplicated, (pusher?.FramesSent ?? 0) + carried.Frames, bytes,
+            (pusher?.Reconnects ?? 0) + carried.Reconnects, Interlocked.Read(ref _captureRestarts), Math.Round(_time.GetElapsedTime(_started).TotalSeconds, 1),
+            Math.Round(pusher?.Uptime.TotalSeconds ?? 0, 1), pusher?.LastError ?? (_ffmpeg is null ? _captureError : null), _ingest.SafeUrl);
 
         long Long(string key) => long.TryParse(_progress.GetValueOrDefault(key), NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n : 0;
     }
@@ -336,6 +389,9 @@ public sealed partial class PushSession
             // already gone
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "ingest {Url} failed ({Error}): switching to {Next}")]
+    private static partial void LogFailover(ILogger logger, string url, string next, string error);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "ingest {Url}: {State}")]
     private static partial void LogState(ILogger logger, string state, string url);

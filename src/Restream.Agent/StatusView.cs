@@ -82,17 +82,17 @@ public static class StatusView
     private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
     private static readonly Lock Output = new();
 
-    public static async Task ShowAsync(PushSession session, AgentLog log, StatusMode mode, string target, Task running, CancellationToken cancellationToken)
+    public static async Task ShowAsync(PushSession session, AgentLog log, StatusMode mode, Task running, CancellationToken cancellationToken)
     {
         switch (mode)
         {
             case StatusMode.Panel:
-                await AnsiConsole.Live(Render(session.Snapshot(), log, target)).AutoClear(false).StartAsync(async context =>
+                await AnsiConsole.Live(Render(session.Snapshot(), log)).AutoClear(false).StartAsync(async context =>
                 {
                     while (!running.IsCompleted)
                     {
                         await Task.WhenAny(running, Task.Delay(1000, CancellationToken.None)).ConfigureAwait(false);
-                        context.UpdateTarget(Render(session.Snapshot(), log, target));
+                        context.UpdateTarget(Render(session.Snapshot(), log));
                     }
                 }).ConfigureAwait(false);
                 break;
@@ -138,7 +138,7 @@ public static class StatusView
         }
     }
 
-    private static Panel Render(AgentStatus s, AgentLog log, string target)
+    private static Panel Render(AgentStatus s, AgentLog log)
     {
         var stateColour = s.State switch
         {
@@ -147,7 +147,7 @@ public static class StatusView
             _ => "red",
         };
         var grid = new Grid().AddColumn(new GridColumn().NoWrap()).AddColumn();
-        grid.AddRow("[bold]Status[/]", $"[{stateColour} bold]{Markup.Escape(s.State.ToUpperInvariant())}[/] → {Markup.Escape(target)}");
+        grid.AddRow("[bold]Status[/]", $"[{stateColour} bold]{Markup.Escape(s.State.ToUpperInvariant())}[/] → {Markup.Escape(s.Server)}");
         grid.AddRow("Live for", $"{TimeSpan.FromSeconds(s.LiveSeconds):hh\\:mm\\:ss} (agent up {TimeSpan.FromSeconds(s.UptimeSeconds):hh\\:mm\\:ss})");
         grid.AddRow("Capture", string.Create(CultureInfo.InvariantCulture, $"{s.CaptureFps:0.#} fps"));
         grid.AddRow("Encode", string.Create(CultureInfo.InvariantCulture, $"{s.EncodeFps:0.#} fps with {Markup.Escape(s.Encoder)} (speed {s.Speed:0.00}x)"));

@@ -104,6 +104,8 @@ public static class ProfileTemplate
         {
           // Your Restream ingest, without the stream key: rtmp://host/live, rtmps://host:1936/live or srt://host:9000
           "server": "{{server}}",
+          // Other ingests to switch to, in order, when the server cannot be reached (same key)
+          "fallbackServers": [],
           // The stream key is never written here. It is read from this environment variable,
           // or from the key store (save it once with: restream-agent key set).
           "keyEnv": "RESTREAM_STREAM_KEY",

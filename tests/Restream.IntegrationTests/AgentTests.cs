@@ -202,6 +202,30 @@ public sealed partial class AgentTests(AgentFixture fixture) : IClassFixture<Age
     }
 
     [Fact]
+    public async Task An_unreachable_ingest_fails_over_to_the_next_and_back()
+    {
+        var port = TestPorts.GetFreeTcpPort();
+        var settings = Channel(("Restream:Rtmp:Port", port.ToString(CultureInfo.InvariantCulture)));
+        await using var fallback = await RestreamServer.StartAsync(Channel());
+        var dead = $"rtmp://127.0.0.1:{port}/live"; // nothing listens there yet
+        await using var agent = AgentProcess.Start(["push", "--server", dead, "--fallback-server", $"rtmp://127.0.0.1:{fallback.RtmpPort}/live",
+            "--source", "test", "--audio", "none", "--size", "320x240", "--video-kbps", "300", "--json"], Environment);
+
+        Assert.True(await TestPorts.EventuallyAsync(() => fallback.Streams.Find("agent") is { VideoFramesIn: > 30 }, TimeSpan.FromSeconds(30)), agent.Output);
+        Assert.Contains("switching to rtmp://127.0.0.1:" + fallback.RtmpPort, agent.Output);
+        Assert.True(await TestPorts.EventuallyAsync(() => agent.Last?.GetProperty("server").GetString() == $"rtmp://127.0.0.1:{fallback.RtmpPort}/live",
+            TimeSpan.FromSeconds(5)), agent.Output);
+
+        // The fallback goes away and the first ingest is back: the agent goes round the list to it.
+        await using var primary = await RestreamServer.StartAsync(settings);
+        await fallback.DisposeAsync();
+        Assert.True(await TestPorts.EventuallyAsync(() => primary.Streams.Find("agent") is { VideoFramesIn: > 30 }, TimeSpan.FromSeconds(30)), agent.Output);
+        Assert.Equal(0, agent.Last!.Value.GetProperty("captureRestarts").GetInt64());
+        agent.Interrupt();
+        Assert.Equal(0, await agent.WaitAsync(TimeSpan.FromSeconds(20)));
+    }
+
+    [Fact]
     public async Task Killing_the_agent_leaves_no_ffmpeg_behind()
     {
         await using var server = await RestreamServer.StartAsync(Channel());
