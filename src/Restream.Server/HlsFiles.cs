@@ -101,13 +101,41 @@ public static class HlsFiles
         }
     }
 
+    /// <summary>Segment bytes by path, length and write time: every viewer's playlist (and every blocking poll) shares one read.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, (long Length, DateTime Written, DateTime Used, byte[] Bytes)> Segments = new();
+
     private static byte[]? ReadShared(string path)
     {
         try
         {
+            var info = new FileInfo(path);
+            if (!info.Exists)
+            {
+                return null;
+            }
+
+            var now = DateTime.UtcNow;
+            if (Segments.TryGetValue(path, out var cached) && cached.Length == info.Length && cached.Written == info.LastWriteTimeUtc)
+            {
+                Segments[path] = cached with { Used = now };
+                return cached.Bytes;
+            }
+
             using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
             var bytes = new byte[file.Length];
             file.ReadExactly(bytes);
+            Segments[path] = (bytes.Length, info.LastWriteTimeUtc, now, bytes);
+            if (Segments.Count > 128)
+            {
+                foreach (var (key, entry) in Segments)
+                {
+                    if (now - entry.Used > TimeSpan.FromSeconds(10))
+                    {
+                        Segments.TryRemove(key, out _);
+                    }
+                }
+            }
+
             return bytes;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
