@@ -237,7 +237,7 @@ public sealed partial class AgentTests(AgentFixture fixture) : IClassFixture<Age
 
         agent.KillHard();
         // ffmpeg's next write to the agent's pipe fails and it exits.
-        Assert.True(await TestPorts.EventuallyAsync(() => !AgentProcess.IsRunning(ffmpeg), TimeSpan.FromSeconds(5)), $"ffmpeg {ffmpeg} outlived the agent");
+        Assert.True(await TestPorts.EventuallyAsync(() => !ProcessTree.IsRunning(ffmpeg), TimeSpan.FromSeconds(5)), $"ffmpeg {ffmpeg} outlived the agent");
     }
 
     [Fact]

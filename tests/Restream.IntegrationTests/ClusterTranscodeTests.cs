@@ -57,7 +57,7 @@ public sealed class ClusterTranscodeTests
         var killed = DateTime.UtcNow;
         var clock = Stopwatch.StartNew();
         // Its ffmpeg dies with it (parent-death signal), so two never write the same files.
-        Assert.True(await TestPorts.EventuallyAsync(() => !AgentProcess.IsRunning(ownerFfmpeg), TimeSpan.FromSeconds(3)), "the killed worker's ffmpeg lives on");
+        Assert.True(await TestPorts.EventuallyAsync(() => !ProcessTree.IsRunning(ownerFfmpeg), TimeSpan.FromSeconds(3)), "the killed worker's ffmpeg lives on");
 
         // The other worker claims the job and new segments appear in the same playlist.
         Assert.True(await TestPorts.EventuallyAsync(
@@ -102,6 +102,6 @@ public sealed class ClusterTranscodeTests
 
         Process.Start("kill", ["-KILL", server.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
 
-        Assert.True(await TestPorts.EventuallyAsync(() => !AgentProcess.IsRunning(ffmpeg!.Value), TimeSpan.FromSeconds(3)), "ffmpeg outlived the killed server");
+        Assert.True(await TestPorts.EventuallyAsync(() => !ProcessTree.IsRunning(ffmpeg!.Value), TimeSpan.FromSeconds(3)), "ffmpeg outlived the killed server");
     }
 }

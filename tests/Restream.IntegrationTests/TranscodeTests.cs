@@ -89,7 +89,7 @@ public sealed class TranscodeTests
         }
 
         // The stream ended: its ffmpeg is gone.
-        Assert.True(await TestPorts.EventuallyAsync(() => !IsRunning(ffmpegPid!.Value), TimeSpan.FromSeconds(10)), "ffmpeg outlived the stream");
+        Assert.True(await TestPorts.EventuallyAsync(() => !ProcessTree.IsRunning(ffmpegPid!.Value), TimeSpan.FromSeconds(10)), "ffmpeg outlived the stream");
     }
 
     [Fact]
@@ -174,11 +174,11 @@ public sealed class TranscodeTests
         int? pid = null;
         Assert.True(await TestPorts.EventuallyAsync(() => (pid = transcode.Find("stopme")?.Ffmpeg.ProcessId) is not null, TimeSpan.FromSeconds(15)),
             server.Log.Text);
-        Assert.True(IsRunning(pid!.Value));
+        Assert.True(ProcessTree.IsRunning(pid!.Value));
 
         await server.DisposeAsync(); // what SIGTERM / Ctrl+C does: the host stops its services
 
-        Assert.True(await TestPorts.EventuallyAsync(() => !IsRunning(pid.Value), TimeSpan.FromSeconds(10)), "ffmpeg outlived the server");
+        Assert.True(await TestPorts.EventuallyAsync(() => !ProcessTree.IsRunning(pid.Value), TimeSpan.FromSeconds(10)), "ffmpeg outlived the server");
     }
 
     [Fact]
@@ -210,18 +210,5 @@ public sealed class TranscodeTests
         Assert.Contains(streams, s => s.CodecType == "audio" && s.CodecName == "aac");
         var listing = await http.GetStringAsync("/api/v1/recordings");
         Assert.Contains(Path.GetFileName(file), listing);
-    }
-
-    private static bool IsRunning(int pid)
-    {
-        try
-        {
-            using var process = Process.GetProcessById(pid);
-            return !process.HasExited;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
     }
 }

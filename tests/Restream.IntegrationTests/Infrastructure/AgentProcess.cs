@@ -22,16 +22,11 @@ public sealed class AgentProcess : IAsyncDisposable
     public static AgentProcess Start(IEnumerable<string> arguments, IReadOnlyDictionary<string, string> environment) =>
         new(ExternalProcess.Start("dotnet", [Dll, .. arguments], environment: environment));
 
-    public static Task<(int ExitCode, string Output)> RunAsync(IEnumerable<string> arguments, IReadOnlyDictionary<string, string> environment, TimeSpan timeout)
+    public static async Task<(int ExitCode, string Output)> RunAsync(IEnumerable<string> arguments, IReadOnlyDictionary<string, string> environment, TimeSpan timeout)
     {
-        return Run();
-
-        async Task<(int, string)> Run()
-        {
-            await using var process = ExternalProcess.Start("dotnet", [Dll, .. arguments], environment: environment);
-            var code = await process.WaitAsync(timeout);
-            return (code, process.Output);
-        }
+        await using var process = ExternalProcess.Start("dotnet", [Dll, .. arguments], environment: environment);
+        var code = await process.WaitAsync(timeout);
+        return (code, process.Output);
     }
 
     /// <summary>Every <c>{"event":"status"}</c> line so far, newest last.</summary>
@@ -64,42 +59,7 @@ public sealed class AgentProcess : IAsyncDisposable
     public string? State => Last?.GetProperty("state").GetString();
 
     /// <summary>The ffmpeg the agent runs (a child process), if any.</summary>
-    public int? FfmpegChild()
-    {
-        try
-        {
-            foreach (var task in Directory.EnumerateDirectories($"/proc/{Id}/task"))
-            {
-                var children = File.ReadAllText(Path.Combine(task, "children")).Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                foreach (var child in children)
-                {
-                    if (File.ReadAllText($"/proc/{child}/comm").Trim() == "ffmpeg")
-                    {
-                        return int.Parse(child, System.Globalization.CultureInfo.InvariantCulture);
-                    }
-                }
-            }
-        }
-        catch (IOException)
-        {
-        }
-
-        return null;
-    }
-
-    public static bool IsRunning(int pid)
-    {
-        try
-        {
-            // A zombie is gone for our purposes: it no longer runs.
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            return !stat[(stat.LastIndexOf(')') + 2)..].StartsWith('Z');
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-    }
+    public int? FfmpegChild() => ProcessTree.ChildNamed(Id, "ffmpeg");
 
     /// <summary>Ctrl+C, as a streamer stops it.</summary>
     public void Interrupt() => Process.Start("kill", ["-INT", Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();

@@ -38,34 +38,3 @@ public sealed class RedisServer : IAsyncDisposable
 
     public ValueTask DisposeAsync() => _process.DisposeAsync();
 }
-
-/// <summary>Child processes of a process, from /proc.</summary>
-public static class ProcessTree
-{
-    public static int? ChildNamed(int parent, string name)
-    {
-        foreach (var dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(dir), out var pid))
-            {
-                continue;
-            }
-
-            try
-            {
-                var stat = File.ReadAllText(Path.Combine(dir, "stat"));
-                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                if (fields[0] != "Z" && int.Parse(fields[1], CultureInfo.InvariantCulture) == parent
-                    && File.ReadAllText(Path.Combine(dir, "comm")).Trim() == name)
-                {
-                    return pid;
-                }
-            }
-            catch (IOException)
-            {
-            }
-        }
-
-        return null;
-    }
-}
