@@ -36,22 +36,46 @@ public static class RelayBenchmark
             return 1;
         }
 
+        // RESTREAM_BENCH_ONLY=restream|restream-unmerged|nginx-rtmp measures one alone (for profiling);
+        // the ratio needs restream and nginx-rtmp.
+        var only = Environment.GetEnvironmentVariable("RESTREAM_BENCH_ONLY");
         var rows = new List<string>();
         foreach (var fanout in fanouts)
         {
-            var ours = await MeasureAsync("restream", fanout, seconds, frames, (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout));
-            var nginx = await MeasureAsync("nginx-rtmp", fanout, seconds, frames, (ingestPort, sinkPort) => StartNginx(resultsDir, ingestPort, sinkPort, fanout));
-            rows.Add(ours.Row());
-            rows.Add(nginx.Row());
-            rows.Add($"| {fanout} | **ratio restream/nginx** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | {(double)ours.RssMb / nginx.RssMb:0.00}× | {ours.P50 / nginx.P50:0.00}× | {ours.P99 / nginx.P99:0.00}× | |");
+            Result? ours = null, nginx = null;
+            if (only is null or "restream")
+            {
+                ours = await MeasureAsync("restream", fanout, seconds, frames, (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: true));
+                rows.Add(ours.Row());
+            }
+
+            if (only is null or "restream-unmerged")
+            {
+                // Every frame read and sent the moment it arrives: the latency-first setting.
+                var unmerged = await MeasureAsync("restream, merging off", fanout, seconds, frames,
+                    (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: false));
+                rows.Add(unmerged.Row());
+            }
+
+            if (only is null or "nginx-rtmp")
+            {
+                nginx = await MeasureAsync("nginx-rtmp", fanout, seconds, frames, (ingestPort, sinkPort) => StartNginx(resultsDir, ingestPort, sinkPort, fanout));
+                rows.Add(nginx.Row());
+            }
+
+            if (ours is not null && nginx is not null)
+            {
+                rows.Add($"| {fanout} | **ratio restream/nginx** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | {(double)ours.RssMb / nginx.RssMb:0.00}× | " +
+                         $"{ours.P50 / nginx.P50:0.00}× | {ours.P99 / nginx.P99:0.00}× | {ours.AudioP50 / nginx.AudioP50:0.00}× | {ours.AudioP99 / nginx.AudioP99:0.00}× | | |");
+            }
         }
 
         var table = string.Join('\n',
         [
             $"Relay benchmark, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {seconds} s per run, input 720p30 ~3 Mb/s",
             "",
-            "| destinations | relay | CPU s/min/destination | RSS MB | hop p50 ms | hop p99 ms | frames received/expected |",
-            "|---|---|---|---|---|---|---|",
+            "| destinations | relay | CPU s/min/destination | RSS MB | video hop p50 ms | video hop p99 ms | audio hop p50 ms | audio hop p99 ms | video frames received/expected | audio frames received/expected |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             .. rows,
         ]);
         Console.WriteLine();
@@ -60,9 +84,18 @@ public static class RelayBenchmark
         return 0;
     }
 
-    private sealed record Result(string Relay, int Fanout, double CpuPerMinutePerDestination, long RssMb, double P50, double P99, long Received, long Expected)
+    /// <summary>Seconds of streaming before the measured window (RESTREAM_BENCH_WARMUP, default 10).</summary>
+    private static int WarmupSeconds =>
+        int.TryParse(Environment.GetEnvironmentVariable("RESTREAM_BENCH_WARMUP"), out var s) && s >= 0 ? s : 10;
+
+    /// <summary>Audio frames carry AudioBase + their number, video frames their number alone.</summary>
+    private const long AudioBase = 1L << 40;
+
+    private sealed record Result(string Relay, int Fanout, double CpuPerMinutePerDestination, long RssMb, double P50, double P99,
+        double AudioP50, double AudioP99, long Received, long Expected, long AudioReceived, long AudioExpected)
     {
-        public string Row() => $"| {Fanout} | {Relay} | {CpuPerMinutePerDestination:0.000} | {RssMb} | {P50:0.00} | {P99:0.00} | {Received}/{Expected} |";
+        public string Row() => $"| {Fanout} | {Relay} | {CpuPerMinutePerDestination:0.000} | {RssMb} | {P50:0.00} | {P99:0.00} | " +
+                               $"{AudioP50:0.00} | {AudioP99:0.00} | {Received}/{Expected} | {AudioReceived}/{AudioExpected} |";
     }
 
     private static async Task<Result> MeasureAsync(string name, int fanout, int seconds, List<MediaFrame> frames,
@@ -81,13 +114,18 @@ public static class RelayBenchmark
         {
             _ = publisher.ReadUntilClosedAsync(CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
             var clock = Stopwatch.StartNew();
-            var warmup = TimeSpan.FromSeconds(10); // past tiered JIT and PGO re-compilation
+            var warmup = TimeSpan.FromSeconds(WarmupSeconds);
             (double Cpu, long Rss)? before = null;
             long sequence = 0;
+            long audioSequence = 0;
+            long firstVideo = 1, firstAudio = 1;
             var index = 0;
             var loopOffset = 0u;
             var lastTs = 0u;
-            while (clock.Elapsed < TimeSpan.FromSeconds(seconds) + warmup)
+            (double Cpu, long Rss)? after = null;
+            var end = TimeSpan.FromSeconds(seconds) + warmup;
+            var tail = TimeSpan.FromMilliseconds(500); // the stream goes on a little: frames a relay holds for merging go out
+            while (clock.Elapsed < end + tail)
             {
                 var frame = frames[index];
                 var ts = frame.Timestamp + loopOffset;
@@ -102,16 +140,34 @@ public static class RelayBenchmark
                 {
                     before = relay.Sample();
                     sink.StartCounting();
-                    sequence = 0;
+                    // Numbers keep counting: a frame sent before the window (an audio frame a relay
+                    // held) must not pass for one sent inside it.
+                    firstVideo = sequence + 1;
+                    firstAudio = audioSequence + 1;
                     sent.Clear();
                 }
 
+                if (after is null && clock.Elapsed >= end)
+                {
+                    after = relay.Sample();
+                }
+
                 var copy = frame.Payload.ToArray();
-                if (frame.Kind == MediaKind.Video && !frame.IsSequenceHeader && copy.Length >= 13)
+                if (after is not null)
+                {
+                    // the tail: not counted
+                }
+                else if (frame.Kind == MediaKind.Video && !frame.IsSequenceHeader && copy.Length >= 13)
                 {
                     // The relays never look inside NAL units: a sequence number there identifies the frame.
                     BinaryPrimitives.WriteInt64BigEndian(copy.AsSpan(5), ++sequence);
                     sent[sequence] = Stopwatch.GetTimestamp();
+                }
+                else if (frame.Kind == MediaKind.Audio && !frame.IsSequenceHeader && copy.Length >= 10)
+                {
+                    // Nor inside AAC frames: audio numbers are counted apart (AudioBase + n).
+                    BinaryPrimitives.WriteInt64BigEndian(copy.AsSpan(2), AudioBase + ++audioSequence);
+                    sent[AudioBase + audioSequence] = Stopwatch.GetTimestamp();
                 }
 
                 using var outgoing = new FrameOwner(MediaFrame.Copy(frame.Kind, ts, copy));
@@ -124,15 +180,17 @@ public static class RelayBenchmark
                 }
             }
 
-            var after = relay.Sample();
-            var window = clock.Elapsed - warmup;
-            await Task.Delay(500); // let the last frames land
-            var cpu = after.Cpu - before!.Value.Cpu;
-            var latencies = sink.Latencies(sent);
+            var window = end - warmup;
+            await Task.Delay(300); // let the last frames land
+            var cpu = after!.Value.Cpu - before!.Value.Cpu;
+            var latencies = sink.Latencies(sent, audio: false);
             latencies.Sort();
-            var expected = sequence * fanout;
-            return new Result(name, fanout, cpu / window.TotalMinutes / fanout, Math.Max(after.Rss, before.Value.Rss) / (1024 * 1024),
-                Percentile(latencies, 0.50), Percentile(latencies, 0.99), latencies.Count, expected);
+            var audioLatencies = sink.Latencies(sent, audio: true);
+            audioLatencies.Sort();
+            var expected = (sequence - firstVideo + 1) * fanout;
+            return new Result(name, fanout, cpu / window.TotalMinutes / fanout, Math.Max(after.Value.Rss, before.Value.Rss) / (1024 * 1024),
+                Percentile(latencies, 0.50), Percentile(latencies, 0.99), Percentile(audioLatencies, 0.50), Percentile(audioLatencies, 0.99),
+                latencies.Count, expected, audioLatencies.Count, (audioSequence - firstAudio + 1) * fanout);
         }
     }
 
@@ -145,11 +203,13 @@ public static class RelayBenchmark
     private static double Percentile(List<double> sorted, double p) =>
         sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)(p * sorted.Count))];
 
-    private static async Task<RelayProcess> StartRestream(string server, int ingestPort, int sinkPort, int fanout)
+    private static async Task<RelayProcess> StartRestream(string server, int ingestPort, int sinkPort, int fanout, bool merged)
     {
         var args = new List<string>
         {
-            server, $"--Restream:Rtmp:Port={ingestPort}", "--Restream:Rtmp:Address=127.0.0.1", "--urls=http://127.0.0.1:0",
+            server,
+            .. merged ? Array.Empty<string>() : ["--Restream:Rtmp:MergedRead=00:00:00", "--Restream:Relay:AudioMergeWindow=00:00:00"],
+            $"--Restream:Rtmp:Port={ingestPort}", "--Restream:Rtmp:Address=127.0.0.1", "--urls=http://127.0.0.1:0",
             "--Restream:Channels:0:Name=bench", "--Restream:Channels:0:StreamKey=benchkey-123456",
             "--Logging:LogLevel:Default=Warning",
         };
@@ -377,8 +437,8 @@ public static class RelayBenchmark
             _counting = true;
         }
 
-        public List<double> Latencies(ConcurrentDictionary<long, long> sent) =>
-            [.. _arrivals.Where(a => sent.ContainsKey(a.Sequence))
+        public List<double> Latencies(ConcurrentDictionary<long, long> sent, bool audio) =>
+            [.. _arrivals.Where(a => a.Sequence >= AudioBase == audio && sent.ContainsKey(a.Sequence))
                 .Select(a => Stopwatch.GetElapsedTime(sent[a.Sequence], a.Arrived).TotalMilliseconds)];
 
         private async Task AcceptAsync()
@@ -425,6 +485,14 @@ public static class RelayBenchmark
                             if (_counting && body.Length >= 13 && body[1] == 1)
                             {
                                 _arrivals.Add((BinaryPrimitives.ReadInt64BigEndian(body[5..]), Stopwatch.GetTimestamp()));
+                            }
+                        }
+                        else if (message.TypeId == RtmpMessageType.Audio)
+                        {
+                            var body = message.Span;
+                            if (_counting && body.Length >= 10 && body[1] == 1)
+                            {
+                                _arrivals.Add((BinaryPrimitives.ReadInt64BigEndian(body[2..]), Stopwatch.GetTimestamp()));
                             }
                         }
                         else if (message.TypeId == RtmpMessageType.CommandAmf0)

@@ -27,6 +27,14 @@ public sealed class RtmpIngestOptions
     /// <summary>Most simultaneous RTMP connections this node accepts.</summary>
     public int MaxConnections { get; set; } = 1000;
 
+    /// <summary>
+    /// Merged reads for publishers: a small frame (audio) waits in the kernel until this much of the
+    /// stream's bytes has arrived (typically the next video frame), so both are read and relayed
+    /// with one wake-up. Video is not delayed; audio waits at most one video frame interval.
+    /// 0 reads every frame as soon as it arrives.
+    /// </summary>
+    public TimeSpan MergedRead { get; set; } = TimeSpan.FromMilliseconds(10);
+
     /// <summary>Whether <c>play</c> by channel name or stream key is allowed (players, transcode workers).</summary>
     public bool AllowPlay { get; set; } = true;
 }

@@ -37,6 +37,15 @@ public sealed class RelayOptions
     /// </summary>
     public int SocketSendBuffer { get; set; } = 1024 * 1024;
 
+    /// <summary>
+    /// How long an audio frame may wait to go out together with the next video frame, in one write
+    /// (merged writes, as SRS's <c>mw_latency</c>; nginx-rtmp gets the same from Nagle's algorithm).
+    /// One packet instead of two or three per video frame: less CPU for us and for the receiver.
+    /// Video frames are never held, so the picture is not delayed; audio waits at most this long
+    /// (plus one audio frame) and keeps its order and timestamps. 0 sends every frame at once.
+    /// </summary>
+    public TimeSpan AudioMergeWindow { get; set; } = TimeSpan.FromMilliseconds(50);
+
     /// <summary>How long an ending stream's pushers may take to send what they still hold.</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(5);
 }

@@ -264,6 +264,28 @@ public sealed class RtmpPublishClient : IPublishClient
         await _connection.SendFrameAsync(frame, _streamId, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Sends several audio/video frames with one write where the socket allows.</summary>
+    public ValueTask SendFramesAsync(IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken)
+    {
+        foreach (var frame in frames)
+        {
+            if (frame.Kind == MediaKind.Data)
+            {
+                return SendOneByOneAsync(frames, cancellationToken);
+            }
+        }
+
+        return _connection.SendFramesAsync(frames, _streamId, cancellationToken);
+    }
+
+    private async ValueTask SendOneByOneAsync(IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken)
+    {
+        foreach (var frame in frames)
+        {
+            await SendFrameAsync(frame, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>Ends the publish politely (FCUnpublish, deleteStream) before closing.</summary>
     public async Task UnpublishAsync(string streamName, CancellationToken cancellationToken)
     {

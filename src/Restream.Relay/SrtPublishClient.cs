@@ -14,6 +14,15 @@ public interface IPublishClient : IAsyncDisposable
 
     ValueTask SendFrameAsync(MediaFrame frame, CancellationToken cancellationToken);
 
+    /// <summary>Sends several frames in order; a client that can send them with one write does.</summary>
+    async ValueTask SendFramesAsync(IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken)
+    {
+        foreach (var frame in frames)
+        {
+            await SendFrameAsync(frame, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     /// <summary>Completes with an exception when the destination goes away.</summary>
     Task ReadUntilClosedAsync(CancellationToken cancellationToken);
 

@@ -1,5 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Restream.Media;
 using Restream.Media.Rtmp;
 
@@ -17,10 +19,12 @@ public sealed class RtmpConnection : IAsyncDisposable
     public const int DefaultOutChunkSize = 4096;
 
     private readonly Stream _stream;
+    private readonly Socket? _socket;
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
     private readonly ChunkStreamReader _chunks;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly List<ArraySegment<byte>> _gather = [];
     private readonly TimeProvider _time;
     private long _bytesReceived;
     private long _bytesSent;
@@ -37,6 +41,13 @@ public sealed class RtmpConnection : IAsyncDisposable
         _output = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 65536, leaveOpen: true));
         _chunks = new ChunkStreamReader(maxMessageLength);
         LastReceived = _time.GetTimestamp();
+        if (stream is NetworkStream { Socket: { } socket })
+        {
+            // Plain TCP: media may go straight to the socket (see SendFrameAsync). Non-blocking, so a
+            // full send buffer is an answer ("would block"), never a wait on the publisher's thread.
+            socket.Blocking = false;
+            _socket = socket;
+        }
     }
 
     public string Remote { get; }
@@ -138,6 +149,7 @@ public sealed class RtmpConnection : IAsyncDisposable
     /// Reads the next command or media message; protocol control is handled here. Returns false
     /// when the peer closed the connection cleanly between messages.
     /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<(bool Ok, RtmpMessage Message)> ReadMessageAsync(CancellationToken cancellationToken)
     {
         while (true)
@@ -268,9 +280,166 @@ public sealed class RtmpConnection : IAsyncDisposable
     /// Sends a media frame using its shared chunked bytes for our chunk size. The pipe's flush applies
     /// back-pressure to this connection only: its own queue absorbs it, nobody else waits.
     /// </summary>
-    public async ValueTask SendFrameAsync(MediaFrame frame, uint streamId, CancellationToken cancellationToken)
+    public ValueTask SendFrameAsync(MediaFrame frame, uint streamId, CancellationToken cancellationToken)
     {
         var chunked = frame.GetChunked(OutChunkSize, streamId, out _);
+        if (_socket is not null && _writeLock.Wait(0))
+        {
+            // The fast path, like an event loop's write: nothing is queued in the pipe (every write
+            // flushes under the lock), so the shared chunked bytes go to the socket with one
+            // non-blocking send, no copy and no async machinery. What the socket cannot take now goes
+            // through the pipe, whose flush waits for room without holding up anyone else.
+            var sent = 0;
+            try
+            {
+                sent = _socket.Send(chunked.Span, SocketFlags.None, out var error);
+                if (error is not (SocketError.Success or SocketError.WouldBlock))
+                {
+                    throw new IOException($"the connection is closed ({error})", new SocketException((int)error));
+                }
+
+                if (sent == chunked.Length)
+                {
+                    Interlocked.Add(ref _bytesSent, sent);
+                    _writeLock.Release();
+                    return ValueTask.CompletedTask;
+                }
+            }
+            catch
+            {
+                _writeLock.Release();
+                throw;
+            }
+
+            Interlocked.Add(ref _bytesSent, Math.Max(sent, 0));
+            return SendRestLockedAsync(chunked[Math.Max(sent, 0)..], cancellationToken);
+        }
+
+        return SendFrameSlowAsync(chunked, cancellationToken);
+    }
+
+    /// <summary>Sends what the socket could not take at once; the write lock is held and released here.</summary>
+    private async ValueTask SendRestLockedAsync(ReadOnlyMemory<byte> rest, CancellationToken cancellationToken)
+    {
+        try
+        {
+            _output.Write(rest.Span);
+            await FlushAsync(rest.Length, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Sends several media frames, in order, with one system call when the socket takes them all at
+    /// once (a gathering write of their shared chunked bytes, no copy); like
+    /// <see cref="SendFrameAsync"/> otherwise.
+    /// </summary>
+    public ValueTask SendFramesAsync(IReadOnlyList<MediaFrame> frames, uint streamId, CancellationToken cancellationToken)
+    {
+        if (frames.Count == 1)
+        {
+            return SendFrameAsync(frames[0], streamId, cancellationToken);
+        }
+
+        if (_socket is null || !_writeLock.Wait(0))
+        {
+            return SendFramesSlowAsync(frames, streamId, cancellationToken);
+        }
+
+        var total = 0;
+        var sent = 0;
+        try
+        {
+            _gather.Clear();
+            foreach (var frame in frames)
+            {
+                var chunked = frame.GetChunked(OutChunkSize, streamId, out _);
+                if (!MemoryMarshal.TryGetArray(chunked, out var segment))
+                {
+                    throw new InvalidOperationException("chunked frames live in arrays");
+                }
+
+                _gather.Add(segment);
+                total += segment.Count;
+            }
+
+            sent = _socket.Send(_gather, SocketFlags.None, out var error);
+            if (error is not (SocketError.Success or SocketError.WouldBlock))
+            {
+                throw new IOException($"the connection is closed ({error})", new SocketException((int)error));
+            }
+
+            sent = Math.Max(sent, 0);
+            Interlocked.Add(ref _bytesSent, sent);
+            if (sent == total)
+            {
+                _writeLock.Release();
+                return ValueTask.CompletedTask;
+            }
+
+            // The socket took part of it: the rest waits in the pipe, in order.
+            var skip = sent;
+            foreach (var segment in _gather)
+            {
+                if (skip >= segment.Count)
+                {
+                    skip -= segment.Count;
+                    continue;
+                }
+
+                _output.Write(segment.AsSpan(skip));
+                skip = 0;
+            }
+        }
+        catch
+        {
+            _gather.Clear();
+            _writeLock.Release();
+            throw;
+        }
+
+        _gather.Clear();
+        return FlushLockedAsync(total - sent, cancellationToken);
+    }
+
+    private async ValueTask FlushLockedAsync(int bytes, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await FlushAsync(bytes, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private async ValueTask SendFramesSlowAsync(IReadOnlyList<MediaFrame> frames, uint streamId, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var total = 0;
+            foreach (var frame in frames)
+            {
+                var chunked = frame.GetChunked(OutChunkSize, streamId, out _);
+                _output.Write(chunked.Span);
+                total += chunked.Length;
+            }
+
+            await FlushAsync(total, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private async ValueTask SendFrameSlowAsync(ReadOnlyMemory<byte> chunked, CancellationToken cancellationToken)
+    {
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {

@@ -48,6 +48,7 @@ public sealed partial class RtmpServerSession
     private bool _secure;
     private CancellationTokenSource? _cts;
     private CancellationTokenRegistration _kick;
+    private MergedRead? _mergedRead;
 
     public RtmpServerSession(Socket socket, RtmpIngestOptions options, IChannelCatalog catalog, IPublishAuthorizer authorizer,
         StreamRegistry registry, IngestCounters counters, TimeProvider time, ILogger<RtmpServerSession> log,
@@ -176,6 +177,17 @@ public sealed partial class RtmpServerSession
                 _closeReason = $"no publish or play within {_options.PublishTimeout.TotalSeconds:0.#} s (Restream:Rtmp:PublishTimeout)";
                 await cts.CancelAsync().ConfigureAwait(false);
                 return;
+            }
+
+            if (State == SessionState.Publishing && _hub is { } hub)
+            {
+                _mergedRead ??= new MergedRead(_socket, _options.MergedRead);
+                _mergedRead.Tune(connection.BytesReceived, _time.GetTimestamp(), _time.GetElapsedTime(connection.LastReceived), hub.HasVideo, _time);
+            }
+            else if (_mergedRead is { } merged)
+            {
+                merged.Reset();
+                _mergedRead = null;
             }
 
             if (State == SessionState.Publishing && _time.GetElapsedTime(connection.LastReceived) > _options.IdleTimeout)
@@ -499,6 +511,8 @@ public sealed partial class RtmpServerSession
         if (_isPublisher)
         {
             _isPublisher = false;
+            _mergedRead?.Reset();
+            _mergedRead = null;
             await _kick.DisposeAsync().ConfigureAwait(false);
             _registry.Stop(hub);
             LogPublishEnded(_log, _streamLabel, _remote, hub.FramesIn, hub.BytesIn);
