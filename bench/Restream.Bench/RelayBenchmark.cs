@@ -208,7 +208,7 @@ public static class RelayBenchmark
         var args = new List<string>
         {
             server,
-            .. merged ? Array.Empty<string>() : ["--Restream:Rtmp:MergedRead=00:00:00", "--Restream:Relay:AudioMergeWindow=00:00:00"],
+            .. (merged ? Array.Empty<string>() : ["--Restream:Rtmp:MergedRead=00:00:00", "--Restream:Relay:AudioMergeWindow=00:00:00"]),
             $"--Restream:Rtmp:Port={ingestPort}", "--Restream:Rtmp:Address=127.0.0.1", "--urls=http://127.0.0.1:0",
             "--Restream:Channels:0:Name=bench", "--Restream:Channels:0:StreamKey=benchkey-123456",
             "--Logging:LogLevel:Default=Warning",
