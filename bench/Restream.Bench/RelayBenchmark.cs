@@ -207,12 +207,15 @@ public static class RelayBenchmark
     {
         var args = new List<string>
         {
-            server,
-            .. (merged ? Array.Empty<string>() : ["--Restream:Rtmp:MergedRead=00:00:00", "--Restream:Relay:AudioMergeWindow=00:00:00"]),
-            $"--Restream:Rtmp:Port={ingestPort}", "--Restream:Rtmp:Address=127.0.0.1", "--urls=http://127.0.0.1:0",
+            server, $"--Restream:Rtmp:Port={ingestPort}", "--Restream:Rtmp:Address=127.0.0.1", "--urls=http://127.0.0.1:0",
             "--Restream:Channels:0:Name=bench", "--Restream:Channels:0:StreamKey=benchkey-123456",
             "--Logging:LogLevel:Default=Warning",
         };
+        if (!merged)
+        {
+            args.AddRange(["--Restream:Rtmp:MergedRead=00:00:00", "--Restream:Relay:AudioMergeWindow=00:00:00"]);
+        }
+
         for (var i = 0; i < fanout; i++)
         {
             args.Add($"--Restream:Channels:0:Destinations:{i}:Url=rtmp://127.0.0.1:{sinkPort}/sink");
