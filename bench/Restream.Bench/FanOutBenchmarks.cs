@@ -112,3 +112,73 @@ public class ChunkParseBenchmarks
         return count;
     }
 }
+
+/// <summary>
+/// The send path on a real loopback socket: one audio and one video frame (3 Mb/s 720p30 sizes)
+/// written through <see cref="Restream.Ingest.Rtmp.RtmpConnection"/> as two sends, or merged into
+/// one gathering write. A thread reads and discards what arrives. Steady state should allocate nothing.
+/// </summary>
+[MemoryDiagnoser]
+public class SendBenchmarks
+{
+    private System.Net.Sockets.Socket _reader = null!;
+    private Restream.Ingest.Rtmp.RtmpConnection _connection = null!;
+    private Thread _drain = null!;
+    private MediaFrame[] _frames = [];
+    private volatile bool _stop;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        using var listener = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        listener.Listen();
+        var sender = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
+        sender.Connect(listener.LocalEndPoint!);
+        _reader = listener.Accept();
+        _drain = new Thread(() =>
+        {
+            var buffer = new byte[1 << 20];
+            while (!_stop && _reader.Receive(buffer) > 0)
+            {
+            }
+        }) { IsBackground = true };
+        _drain.Start();
+        _connection = new Restream.Ingest.Rtmp.RtmpConnection(new System.Net.Sockets.NetworkStream(sender, ownsSocket: true), "bench");
+        _connection.SetOutChunkSizeAsync(4096, CancellationToken.None).AsTask().GetAwaiter().GetResult();
+        var video = new byte[12_500];
+        video[0] = 0x27;
+        video[1] = 1;
+        var audio = new byte[380];
+        audio[0] = 0xAF;
+        audio[1] = 1;
+        _frames = [MediaFrame.Copy(MediaKind.Audio, 0, audio), MediaFrame.Copy(MediaKind.Video, 0, video)];
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _stop = true;
+        _connection.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _drain.Join();
+        _reader.Dispose();
+    }
+
+    [Benchmark(Baseline = true, Description = "audio + video, one send each")]
+    public void TwoSends()
+    {
+        Wait(_connection.SendFrameAsync(_frames[0], 1, CancellationToken.None));
+        Wait(_connection.SendFrameAsync(_frames[1], 1, CancellationToken.None));
+    }
+
+    [Benchmark(Description = "audio + video, one merged write")]
+    public void OneMergedWrite() => Wait(_connection.SendFramesAsync(_frames, 1, CancellationToken.None));
+
+    private static void Wait(ValueTask send)
+    {
+        if (!send.IsCompletedSuccessfully)
+        {
+            send.AsTask().GetAwaiter().GetResult();
+        }
+    }
+}

@@ -201,7 +201,7 @@ public sealed partial class DestinationPusher
         }
     }
 
-    private async Task SendAsync(IPublishClient client, FrameQueue queue, CancellationToken cancellationToken)
+    internal async Task SendAsync(IPublishClient client, FrameQueue queue, CancellationToken cancellationToken)
     {
         var batch = new List<MediaFrame>(8);
         var heldSince = 0L;

@@ -1,0 +1,125 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Restream.Ingest;
+using Restream.Ingest.Hub;
+using Restream.Media;
+using Restream.Relay;
+
+namespace Restream.IntegrationTests;
+
+/// <summary>
+/// Merged writes in a destination's send loop, driven through a real <see cref="StreamHub"/> and
+/// frame queue: audio waits for the next video frame (within the window) and goes out in the same
+/// write, in order; video is never held; the end of the stream sends what was held.
+/// </summary>
+public sealed class MergedWriteTests
+{
+    private static readonly byte[] VideoHeader = [0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1F];
+    private static readonly byte[] AudioHeader = [0xAF, 0x00, 0x11, 0x90];
+    private static readonly byte[] Keyframe = [0x17, 0x01, 0, 0, 0, 1, 2, 3, 4];
+    private static readonly byte[] Interframe = [0x27, 0x01, 0, 0, 0, 5, 6, 7, 8];
+    private static readonly byte[] Audio = [0xAF, 0x01, 9, 9, 9, 9];
+
+    [Fact]
+    public async Task Audio_goes_out_with_the_next_video_frame_in_one_write_and_in_order()
+    {
+        var (time, hub, client, sending) = Start(TimeSpan.FromMilliseconds(50), withVideo: true);
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        Publish(hub, MediaKind.Audio, 10, Audio);
+        time.Advance(TimeSpan.FromMilliseconds(21));
+        Publish(hub, MediaKind.Audio, 31, Audio);
+        time.Advance(TimeSpan.FromMilliseconds(12));
+        Publish(hub, MediaKind.Video, 33, Interframe);
+        Assert.Equal(["V0"], client.Batches[^2]);
+        Assert.Equal(["A10", "A31", "V33"], client.Batches[^1]);
+
+        hub.End();
+        await sending.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(6, client.Batches.SelectMany(b => b).Count()); // two sequence headers, four frames, each once
+    }
+
+    [Fact]
+    public async Task Audio_waits_no_longer_than_the_window_when_video_stops()
+    {
+        var (time, hub, client, sending) = Start(TimeSpan.FromMilliseconds(50), withVideo: true);
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        Publish(hub, MediaKind.Audio, 10, Audio);
+        time.Advance(TimeSpan.FromMilliseconds(30));
+        Publish(hub, MediaKind.Audio, 40, Audio);
+        var before = client.Batches.Count;
+        time.Advance(TimeSpan.FromMilliseconds(30)); // 60 ms since the first one was held
+        Publish(hub, MediaKind.Audio, 70, Audio);
+        Assert.Equal(before + 1, client.Batches.Count);
+        Assert.Equal(["A10", "A40", "A70"], client.Batches[^1]);
+
+        Publish(hub, MediaKind.Audio, 90, Audio); // held again ...
+        hub.End(); // ... and sent when the stream ends
+        await sending.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(["A90"], client.Batches[^1]);
+    }
+
+    [Fact]
+    public async Task Every_frame_goes_out_alone_without_a_window_or_without_video()
+    {
+        foreach (var (window, withVideo) in new[] { (TimeSpan.Zero, true), (TimeSpan.FromMilliseconds(50), false) })
+        {
+            var (time, hub, client, sending) = Start(window, withVideo);
+            if (withVideo)
+            {
+                Publish(hub, MediaKind.Video, 0, Keyframe);
+            }
+
+            for (var i = 1; i <= 3; i++)
+            {
+                time.Advance(TimeSpan.FromMilliseconds(21));
+                Publish(hub, MediaKind.Audio, (uint)(21 * i), Audio);
+                Assert.Equal([$"A{21 * i}"], client.Batches[^1]);
+            }
+
+            hub.End();
+            await sending.WaitAsync(TimeSpan.FromSeconds(5));
+            Assert.All(client.Batches, b => Assert.Single(b));
+        }
+    }
+
+    private static (FakeTimeProvider Time, StreamHub Hub, RecordingClient Client, Task Sending) Start(TimeSpan window, bool withVideo)
+    {
+        var time = new FakeTimeProvider();
+        var hub = new StreamHub("c1", "main", "127.0.0.1:1", time);
+        if (withVideo)
+        {
+            Publish(hub, MediaKind.Video, 0, VideoHeader);
+        }
+
+        Publish(hub, MediaKind.Audio, 0, AudioHeader);
+        var pusher = new DestinationPusher(hub, new DestinationConfig("d1", "dest", new Uri("rtmp://127.0.0.1/app"), "key", true),
+            new RelayOptions { AudioMergeWindow = window }, null, time, NullLogger<DestinationPusher>.Instance);
+        var client = new RecordingClient();
+        var sending = pusher.SendAsync(client, hub.Subscribe(), CancellationToken.None);
+        return (time, hub, client, sending);
+    }
+
+    private static void Publish(StreamHub hub, MediaKind kind, uint timestamp, byte[] body) =>
+        hub.Publish(MediaFrame.Copy(kind, timestamp, body));
+
+    /// <summary>Stands in for the network client: notes which frames went out in which write.</summary>
+    private sealed class RecordingClient : IPublishClient
+    {
+        public List<string[]> Batches { get; } = [];
+        public long BytesSent { get; private set; }
+
+        public ValueTask SendFrameAsync(MediaFrame frame, CancellationToken cancellationToken) => SendFramesAsync([frame], cancellationToken);
+
+        public ValueTask SendFramesAsync(IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken)
+        {
+            // Sequence headers are noted by kind only: the tests look at the media frames.
+            Batches.Add([.. frames.Select(f => f.IsSequenceHeader ? $"{f.Kind}Header" : $"{(f.Kind == MediaKind.Video ? 'V' : 'A')}{f.Timestamp}")]);
+            BytesSent += frames.Sum(f => f.Length);
+            return ValueTask.CompletedTask;
+        }
+
+        public Task ReadUntilClosedAsync(CancellationToken cancellationToken) => Task.Delay(Timeout.Infinite, cancellationToken);
+        public Task UnpublishAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+}
