@@ -84,9 +84,12 @@ public static class RelayBenchmark
         return 0;
     }
 
-    /// <summary>Seconds of streaming before the measured window (RESTREAM_BENCH_WARMUP, default 10).</summary>
+    /// <summary>
+    /// Seconds of streaming before the measured window (RESTREAM_BENCH_WARMUP, default 30): past
+    /// start-up and most of the runtime's tiered re-compilation, which goes on in a thin tail for minutes.
+    /// </summary>
     private static int WarmupSeconds =>
-        int.TryParse(Environment.GetEnvironmentVariable("RESTREAM_BENCH_WARMUP"), out var s) && s >= 0 ? s : 10;
+        int.TryParse(Environment.GetEnvironmentVariable("RESTREAM_BENCH_WARMUP"), out var s) && s >= 0 ? s : 30;
 
     /// <summary>Audio frames carry AudioBase + their number, video frames their number alone.</summary>
     private const long AudioBase = 1L << 40;
