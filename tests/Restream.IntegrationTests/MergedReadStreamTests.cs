@@ -1,0 +1,117 @@
+using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
+using Restream.IntegrationTests.Infrastructure;
+using Restream.Ingest.Hub;
+using Restream.Media;
+using Restream.Relay;
+
+namespace Restream.IntegrationTests;
+
+/// <summary>
+/// Merged reads on a live publisher's socket, end to end: our RTMP client publishes to the server
+/// over TCP and a subscriber on the stream's hub notes when each frame arrives.
+/// </summary>
+public sealed class MergedReadStreamTests
+{
+    [Fact]
+    public async Task Audio_keeps_flowing_when_the_publisher_stops_sending_video()
+    {
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "merged",
+            ["Restream:Channels:0:StreamKey"] = "live_merged_0123456789",
+        });
+        await using var publisher = await RtmpPublishClient.ConnectAsync(
+            new PublishTarget(new Uri($"rtmp://127.0.0.1:{server.RtmpPort}/live"), "live_merged_0123456789"), null, TimeProvider.System, CancellationToken.None);
+        _ = publisher.ReadUntilClosedAsync(CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
+
+        await SendAsync(publisher, MediaKind.Video, 0, [0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1F]);
+        await SendAsync(publisher, MediaKind.Audio, 0, [0xAF, 0x00, 0x11, 0x90]);
+        var registry = server.Services.GetRequiredService<StreamRegistry>();
+        StreamHub? hub = null;
+        for (var i = 0; i < 100 && (hub = registry.Find("merged")) is null; i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.NotNull(hub);
+        var queue = hub.Subscribe();
+        var arrivals = new Dictionary<uint, long>();
+        var watching = Task.Run(async () =>
+        {
+            while (await queue.WaitToReadAsync())
+            {
+                while (queue.TryDequeue(out var frame))
+                {
+                    if (frame.Kind == MediaKind.Audio && !frame.IsSequenceHeader)
+                    {
+                        lock (arrivals)
+                        {
+                            arrivals[frame.Timestamp] = Stopwatch.GetTimestamp();
+                        }
+                    }
+
+                    frame.Release();
+                }
+            }
+        });
+
+        // 3 s of a ~3 Mb/s stream (the mark rises to ~10 ms of it), then 3 s of audio alone.
+        var sentAt = new Dictionary<uint, long>();
+        var clock = Stopwatch.StartNew();
+        var video = new byte[12_000];
+        video[0] = 0x17;
+        video[1] = 0x01;
+        var audio = new byte[400];
+        audio[0] = 0xAF;
+        audio[1] = 0x01;
+        uint nextVideo = 0, nextAudio = 0;
+        while (clock.ElapsedMilliseconds < 6000)
+        {
+            var now = (uint)clock.ElapsedMilliseconds;
+            if (now < 3000 && now >= nextVideo)
+            {
+                video[0] = nextVideo % 2000 == 0 ? (byte)0x17 : (byte)0x27;
+                await SendAsync(publisher, MediaKind.Video, nextVideo, video);
+                nextVideo += 33;
+            }
+
+            if (now >= nextAudio)
+            {
+                sentAt[nextAudio + 1] = Stopwatch.GetTimestamp();
+                await SendAsync(publisher, MediaKind.Audio, nextAudio + 1, audio);
+                nextAudio += 21;
+            }
+
+            await Task.Delay(5);
+        }
+
+        await Task.Delay(2500); // the watchdog's tick and more
+        hub.Unsubscribe(queue);
+        await watching.WaitAsync(TimeSpan.FromSeconds(5));
+
+        lock (arrivals)
+        {
+            var paused = sentAt.Where(s => s.Key > 3500).ToList();
+            Assert.NotEmpty(paused);
+            Assert.All(paused, s => Assert.True(arrivals.ContainsKey(s.Key), $"audio frame at {s.Key} ms never arrived"));
+            // Without the mark following the stream, these would wait for 10 ms of a 3 Mb/s stream's
+            // bytes (~10 audio frames); a pause drops the mark within a watchdog tick.
+            var worst = paused.Max(s => Stopwatch.GetElapsedTime(s.Value, arrivals[s.Key]).TotalMilliseconds);
+            Assert.True(worst < 1500, $"audio waited {worst:0} ms during the video pause");
+        }
+    }
+
+    private static async Task SendAsync(RtmpPublishClient publisher, MediaKind kind, uint timestamp, byte[] body)
+    {
+        var frame = MediaFrame.Copy(kind, timestamp, body);
+        try
+        {
+            await publisher.SendFrameAsync(frame, CancellationToken.None);
+        }
+        finally
+        {
+            frame.Release();
+        }
+    }
+}
