@@ -201,6 +201,9 @@ public sealed partial class DestinationPusher
         }
     }
 
+    /// <summary>Most frames in one write (a backlog of audio alone could otherwise pass the kernel's iovec limit).</summary>
+    private const int MaxBatch = 64;
+
     internal async Task SendAsync(IPublishClient client, FrameQueue queue, CancellationToken cancellationToken)
     {
         var batch = new List<MediaFrame>(8);
@@ -212,7 +215,7 @@ public sealed partial class DestinationPusher
                 while (queue.TryDequeue(out var frame))
                 {
                     batch.Add(frame);
-                    if (Hold(frame, ref heldSince))
+                    if (batch.Count < MaxBatch && Hold(frame, ref heldSince))
                     {
                         continue;
                     }

@@ -98,7 +98,7 @@ public sealed class MergedReadStreamTests
             // Without the mark following the stream, these would wait for 10 ms of a 3 Mb/s stream's
             // bytes (~10 audio frames); a pause drops the mark within a watchdog tick.
             var worst = paused.Max(s => Stopwatch.GetElapsedTime(s.Value, arrivals[s.Key]).TotalMilliseconds);
-            Assert.True(worst < 1500, $"audio waited {worst:0} ms during the video pause");
+            Assert.True(worst < 2000, $"audio waited {worst:0} ms during the video pause");
         }
     }
 

@@ -82,6 +82,24 @@ public sealed class MergedWriteTests
         }
     }
 
+    [Fact]
+    public async Task A_backlog_of_audio_goes_out_in_bounded_writes()
+    {
+        var (_, hub, client, sending) = Start(TimeSpan.FromMilliseconds(50), withVideo: true);
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        var batches = client.Batches.Count;
+        for (var i = 1; i <= 200; i++)
+        {
+            Publish(hub, MediaKind.Audio, (uint)i, Audio); // no time passes: all held, as after a stall
+        }
+
+        Assert.Equal(batches + 3, client.Batches.Count);
+        Assert.All(client.Batches.Skip(batches), b => Assert.Equal(64, b.Length));
+        hub.End();
+        await sending.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(200 - 3 * 64, client.Batches[^1].Length);
+    }
+
     private static (FakeTimeProvider Time, StreamHub Hub, RecordingClient Client, Task Sending) Start(TimeSpan window, bool withVideo)
     {
         var time = new FakeTimeProvider();
