@@ -319,17 +319,19 @@ public sealed class RtmpConnection : IAsyncDisposable
     }
 
     /// <summary>Sends what the socket could not take at once; the write lock is held and released here.</summary>
-    private async ValueTask SendRestLockedAsync(ReadOnlyMemory<byte> rest, CancellationToken cancellationToken)
+    private ValueTask SendRestLockedAsync(ReadOnlyMemory<byte> rest, CancellationToken cancellationToken)
     {
         try
         {
-            _output.Write(rest.Span);
-            await FlushAsync(rest.Length, cancellationToken).ConfigureAwait(false);
+            _output.Write(rest.Span); // a copy: the caller may release the frame once this returns
         }
-        finally
+        catch
         {
             _writeLock.Release();
+            throw;
         }
+
+        return FlushLockedAsync(rest.Length, cancellationToken);
     }
 
     /// <summary>
