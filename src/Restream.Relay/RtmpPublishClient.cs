@@ -267,9 +267,9 @@ public sealed class RtmpPublishClient : IPublishClient
     /// <summary>Sends several audio/video frames with one write where the socket allows.</summary>
     public ValueTask SendFramesAsync(IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken)
     {
-        foreach (var frame in frames)
+        for (var i = 0; i < frames.Count; i++) // indexed: no enumerator to allocate
         {
-            if (frame.Kind == MediaKind.Data)
+            if (frames[i].Kind == MediaKind.Data)
             {
                 return SendOneByOneAsync(frames, cancellationToken);
             }

@@ -356,9 +356,9 @@ public sealed class RtmpConnection : IAsyncDisposable
         try
         {
             _gather.Clear();
-            foreach (var frame in frames)
+            for (var i = 0; i < frames.Count; i++) // indexed: foreach over the interface would allocate an enumerator
             {
-                var chunked = frame.GetChunked(OutChunkSize, streamId, out _);
+                var chunked = frames[i].GetChunked(OutChunkSize, streamId, out _);
                 if (!MemoryMarshal.TryGetArray(chunked, out var segment))
                 {
                     throw new InvalidOperationException("chunked frames live in arrays");
