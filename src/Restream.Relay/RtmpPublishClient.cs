@@ -271,19 +271,11 @@ public sealed class RtmpPublishClient : IPublishClient
         {
             if (frames[i].Kind == MediaKind.Data)
             {
-                return SendOneByOneAsync(frames, cancellationToken);
+                return IPublishClient.SendEachAsync(this, frames, cancellationToken); // @setDataFrame goes alone
             }
         }
 
         return _connection.SendFramesAsync(frames, _streamId, cancellationToken);
-    }
-
-    private async ValueTask SendOneByOneAsync(IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken)
-    {
-        foreach (var frame in frames)
-        {
-            await SendFrameAsync(frame, cancellationToken).ConfigureAwait(false);
-        }
     }
 
     /// <summary>Ends the publish politely (FCUnpublish, deleteStream) before closing.</summary>

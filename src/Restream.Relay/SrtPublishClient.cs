@@ -15,11 +15,15 @@ public interface IPublishClient : IAsyncDisposable
     ValueTask SendFrameAsync(MediaFrame frame, CancellationToken cancellationToken);
 
     /// <summary>Sends several frames in order; a client that can send them with one write does.</summary>
-    async ValueTask SendFramesAsync(IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken)
+    ValueTask SendFramesAsync(IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken) =>
+        SendEachAsync(this, frames, cancellationToken);
+
+    /// <summary>One frame after another (indexed: no enumerator is allocated on the media path).</summary>
+    protected static async ValueTask SendEachAsync(IPublishClient client, IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken)
     {
-        foreach (var frame in frames)
+        for (var i = 0; i < frames.Count; i++)
         {
-            await SendFrameAsync(frame, cancellationToken).ConfigureAwait(false);
+            await client.SendFrameAsync(frames[i], cancellationToken).ConfigureAwait(false);
         }
     }
 
