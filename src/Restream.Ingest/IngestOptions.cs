@@ -35,6 +35,13 @@ public sealed class RtmpIngestOptions
     /// </summary>
     public TimeSpan MergedRead { get; set; } = TimeSpan.FromMilliseconds(10);
 
+    /// <summary>
+    /// Read each plain RTMP connection on a thread of its own (Linux): one wake-up and two system calls
+    /// per publisher read, instead of the runtime's shared socket loop. Off: connections share the
+    /// thread pool like any .NET socket (fewer threads, more CPU per frame).
+    /// </summary>
+    public bool ReceiveThreads { get; set; } = true;
+
     /// <summary>Whether <c>play</c> by channel name or stream key is allowed (players, transcode workers).</summary>
     public bool AllowPlay { get; set; } = true;
 }

@@ -32,12 +32,18 @@ public sealed class RtmpConnection : IAsyncDisposable
     private long _lastAcknowledged;
     private int _disposed;
 
-    public RtmpConnection(Stream stream, string remote, TimeProvider? time = null, int maxMessageLength = 0xFFFFFF)
+    /// <param name="receiveThread">
+    /// Read a plain TCP connection on a thread of its own (<see cref="SocketThreadReader"/>, Linux):
+    /// for the ingest's connections, where a publisher's every frame is a read.
+    /// </param>
+    public RtmpConnection(Stream stream, string remote, TimeProvider? time = null, int maxMessageLength = 0xFFFFFF, bool receiveThread = false)
     {
         _stream = stream;
         Remote = remote;
         _time = time ?? TimeProvider.System;
-        _input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 65536, minimumReadSize: 16384, leaveOpen: true));
+        _input = receiveThread && OperatingSystem.IsLinux() && stream is NetworkStream { Socket: { } readSocket }
+            ? new SocketThreadReader(readSocket)
+            : PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 65536, minimumReadSize: 16384, leaveOpen: true));
         _output = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 65536, leaveOpen: true));
         _chunks = new ChunkStreamReader(maxMessageLength);
         LastReceived = _time.GetTimestamp();

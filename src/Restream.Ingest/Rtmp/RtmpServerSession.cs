@@ -90,7 +90,7 @@ public sealed partial class RtmpServerSession
         }
 
         _secure = _wrap is not null;
-        await using var connection = new RtmpConnection(stream, _remote, _time);
+        await using var connection = new RtmpConnection(stream, _remote, _time, receiveThread: _wrap is null && _options.ReceiveThreads);
         _connection = connection;
         var watchdog = WatchAsync(connection, cts);
         try

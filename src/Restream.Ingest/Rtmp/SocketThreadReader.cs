@@ -1,0 +1,254 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using System.Threading.Tasks.Sources;
+
+namespace Restream.Ingest.Rtmp;
+
+/// <summary>
+/// Reads a plain TCP connection on a thread of its own, the way an event loop would: wait for data
+/// with <c>poll(2)</c> (which honours <c>SO_RCVLOWAT</c>, see <see cref="MergedRead"/>), take it with
+/// one non-blocking <c>recv</c>, and hand it to the reader on that same thread. The reader's code (the
+/// session, the hub, the direct sends to every destination) then runs on the receiving thread until it
+/// asks for more, so a publisher's frame costs one wake-up and two system calls: no epoll thread, no
+/// thread-pool hop, no socket-engine bookkeeping per read.
+/// <para>
+/// A read that comes from another thread (the reader awaited something else meanwhile, such as the
+/// publish webhook) is handed to the receiving thread, and the reader continues there once data has
+/// arrived. The socket is never registered with the runtime's epoll loop for reading, so incoming
+/// bytes wake only this thread.
+/// </para>
+/// <para>
+/// Cancellation of a read shuts the socket down for receiving (the session ends anyway), which wakes
+/// a waiting poll at once. <see cref="CancelPendingRead"/> is not supported: nothing here needs it.
+/// </para>
+/// </summary>
+internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResult>
+{
+    private const int MinimumRead = 16 * 1024;
+
+    private readonly Socket _socket;
+    private readonly SemaphoreSlim _handoff = new(0);
+    private ManualResetValueTaskSourceCore<ReadResult> _pending; // continuations run on the receiving thread
+    private CancellationToken _pendingToken;
+    private CancellationToken _registeredToken;
+    private CancellationTokenRegistration _registration;
+    private byte[] _buffer;
+    private int _start; // unconsumed bytes are [_start, _end)
+    private int _end;
+    private ReadOnlySequence<byte> _returned;
+    private bool _examinedAll;
+    private bool _drained = true; // the last recv emptied the socket: wait before reading again
+    private bool _eof;
+    private volatile bool _completed;
+    private Thread? _thread;
+    private int _threadId;
+
+    public SocketThreadReader(Socket socket, int bufferSize = 64 * 1024)
+    {
+        _socket = socket;
+        _buffer = new byte[Math.Max(bufferSize, 2 * MinimumRead)];
+    }
+
+    /// <summary>The receiving thread, once a read has needed it.</summary>
+    internal Thread? ReceiveThread => _thread;
+
+    public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_completed, this);
+        if ((_end > _start && !_examinedAll) || _eof)
+        {
+            return new ValueTask<ReadResult>(Result());
+        }
+
+        Watch(cancellationToken);
+        if (Environment.CurrentManagedThreadId == _threadId)
+        {
+            Fill(cancellationToken); // blocks this thread until data comes: it is what the thread is for
+            return new ValueTask<ReadResult>(Result());
+        }
+
+        _pending.Reset();
+        _pendingToken = cancellationToken;
+        EnsureThread();
+        _handoff.Release();
+        return new ValueTask<ReadResult>(this, _pending.Version);
+    }
+
+    public override bool TryRead(out ReadResult result)
+    {
+        ObjectDisposedException.ThrowIf(_completed, this);
+        if ((_end > _start && !_examinedAll) || _eof)
+        {
+            result = Result();
+            return true;
+        }
+
+        result = default;
+        return false;
+    }
+
+    public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
+
+    public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+    {
+        var consumedBytes = (int)_returned.Slice(0, consumed).Length;
+        var examinedBytes = (int)_returned.Slice(0, examined).Length;
+        _examinedAll = examinedBytes >= _returned.Length;
+        _start += consumedBytes;
+        if (_start == _end)
+        {
+            _start = _end = 0;
+        }
+
+        _returned = default;
+    }
+
+    public override void CancelPendingRead() =>
+        throw new NotSupportedException("cancel the read's token instead: it shuts the connection down for reading");
+
+    public override void Complete(Exception? exception = null)
+    {
+        if (_completed)
+        {
+            return;
+        }
+
+        _completed = true;
+        _registration.Dispose();
+        _handoff.Release(); // a thread waiting for work exits; one in poll wakes when the socket closes
+    }
+
+    private ReadResult Result()
+    {
+        _returned = new ReadOnlySequence<byte>(_buffer, _start, _end - _start);
+        return new ReadResult(_returned, isCanceled: false, isCompleted: _eof);
+    }
+
+    /// <summary>Receives at least one byte (or the end of the stream) into the buffer.</summary>
+    private void Fill(CancellationToken cancellationToken)
+    {
+        MakeRoom();
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (_drained)
+            {
+                _socket.Poll(-1, SelectMode.SelectRead);
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+
+            var room = _buffer.Length - _end;
+            var received = _socket.Receive(_buffer.AsSpan(_end), SocketFlags.None, out var error);
+            if (error == SocketError.WouldBlock)
+            {
+                _drained = true;
+                continue;
+            }
+
+            if (error != SocketError.Success)
+            {
+                throw new IOException($"the connection is closed ({error})", new SocketException((int)error));
+            }
+
+            _drained = received < room;
+            _examinedAll = false;
+            if (received == 0)
+            {
+                cancellationToken.ThrowIfCancellationRequested(); // the end we caused by shutting reading down
+                _eof = true;
+            }
+
+            _end += received;
+            return;
+        }
+    }
+
+    /// <summary>Moves unconsumed bytes to the front, or grows the buffer, so a read can take at least <see cref="MinimumRead"/>.</summary>
+    private void MakeRoom()
+    {
+        if (_buffer.Length - _end >= MinimumRead)
+        {
+            return;
+        }
+
+        var length = _end - _start;
+        var target = length + MinimumRead > _buffer.Length ? new byte[Math.Max(_buffer.Length * 2, length + MinimumRead)] : _buffer;
+        Buffer.BlockCopy(_buffer, _start, target, 0, length);
+        _buffer = target;
+        _start = 0;
+        _end = length;
+    }
+
+    /// <summary>Shuts reading down when the token of the current read is canceled (registered once per token).</summary>
+    private void Watch(CancellationToken cancellationToken)
+    {
+        if (!cancellationToken.CanBeCanceled || cancellationToken == _registeredToken)
+        {
+            return;
+        }
+
+        _registration.Dispose();
+        _registeredToken = cancellationToken;
+        _registration = cancellationToken.UnsafeRegister(static state => ((SocketThreadReader)state!).Interrupt(), this);
+    }
+
+    private void Interrupt()
+    {
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Receive);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // Already closed: nothing is waiting.
+        }
+    }
+
+    private void EnsureThread()
+    {
+        if (_thread is not null)
+        {
+            return;
+        }
+
+        _thread = new Thread(static state => ((SocketThreadReader)state!).Run(), maxStackSize: 1024 * 1024)
+        {
+            IsBackground = true,
+            Name = "RTMP receive",
+        };
+        _thread.Start(this);
+        _threadId = _thread.ManagedThreadId;
+    }
+
+    private void Run()
+    {
+        while (true)
+        {
+            _handoff.Wait();
+            if (_completed)
+            {
+                return;
+            }
+
+            try
+            {
+                Fill(_pendingToken);
+            }
+            catch (Exception e)
+            {
+                _pending.SetException(e);
+                continue;
+            }
+
+            _pending.SetResult(Result()); // the reader continues here, on this thread
+        }
+    }
+
+    ReadResult IValueTaskSource<ReadResult>.GetResult(short token) => _pending.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<ReadResult>.GetStatus(short token) => _pending.GetStatus(token);
+
+    void IValueTaskSource<ReadResult>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _pending.OnCompleted(continuation, state, token, flags);
+}

@@ -1,0 +1,156 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Restream.Ingest.Rtmp;
+
+namespace Restream.IntegrationTests;
+
+/// <summary>The ingest's receive thread, on a real loopback TCP connection.</summary>
+public sealed class SocketThreadReaderTests : IAsyncLifetime
+{
+    private Socket _listener = null!;
+    private Socket _publisher = null!;
+    private Socket _ingest = null!;
+
+    public async Task InitializeAsync()
+    {
+        _listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        _listener.Listen();
+        _publisher = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await _publisher.ConnectAsync(_listener.LocalEndPoint!);
+        _ingest = await _listener.AcceptAsync();
+        _ingest.Blocking = false; // as RtmpConnection leaves it: sends never wait
+    }
+
+    public Task DisposeAsync()
+    {
+        _publisher.Dispose();
+        _ingest.Dispose();
+        _listener.Dispose();
+        return Task.CompletedTask;
+    }
+
+    [Fact]
+    public Task The_reader_continues_on_the_receive_thread_and_reads_there_without_a_hop() =>
+        Task.Run(async () => // no synchronization context, as in the server: awaits continue where they complete
+        {
+            var reader = new SocketThreadReader(_ingest);
+            var first = reader.ReadAsync(CancellationToken.None);
+            Assert.False(first.IsCompleted); // nothing sent yet: the read waits on the receive thread
+
+            var sender = SendLaterAsync("hello");
+            var result = await first; // waits here until the bytes come
+            Assert.Equal("hello", Text(result.Buffer));
+            Assert.Same(reader.ReceiveThread, Thread.CurrentThread);
+            var firstSender = sender; // awaited last: awaiting it here could move us off the receive thread
+
+            // Everything was examined: the next read waits for new bytes, on this thread, in place.
+            reader.AdvanceTo(result.Buffer.End);
+            sender = SendLaterAsync("world");
+            var second = reader.ReadAsync(CancellationToken.None);
+            Assert.True(second.IsCompleted, "a read on the receive thread completes in place, without a hand-off");
+            Assert.Equal("world", Text((await second).Buffer));
+            await Task.WhenAll(firstSender, sender);
+            reader.Complete();
+        });
+
+    [Fact]
+    public async Task Unconsumed_bytes_come_back_and_examined_ones_wait_for_more()
+    {
+        var reader = new SocketThreadReader(_ingest);
+        await _publisher.SendAsync("abcde"u8.ToArray());
+        var result = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal("abcde", Text(result.Buffer));
+
+        // Consumed two, examined two: the other three are returned at once.
+        reader.AdvanceTo(result.Buffer.GetPosition(2));
+        Assert.True(reader.TryRead(out result));
+        Assert.Equal("cde", Text(result.Buffer));
+
+        // Nothing consumed, all examined (half a message): the next read brings the rest with it.
+        reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        Assert.False(reader.TryRead(out _));
+        await _publisher.SendAsync("fg"u8.ToArray());
+        result = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal("cdefg", Text(result.Buffer));
+        reader.Complete();
+    }
+
+    [Fact]
+    public async Task A_message_larger_than_the_buffer_grows_it()
+    {
+        var reader = new SocketThreadReader(_ingest, bufferSize: 32 * 1024);
+        var message = new byte[300_000];
+        Random.Shared.NextBytes(message);
+        var send = _publisher.SendAsync(message);
+
+        ReadResult result;
+        do
+        {
+            result = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+            if (result.Buffer.Length < message.Length)
+            {
+                reader.AdvanceTo(result.Buffer.Start, result.Buffer.End); // like a chunk parser waiting for the whole message
+            }
+        }
+        while (result.Buffer.Length < message.Length);
+
+        Assert.Equal(message, result.Buffer.ToArray());
+        await send;
+        reader.AdvanceTo(result.Buffer.End);
+        reader.Complete();
+    }
+
+    [Fact]
+    public async Task The_peer_closing_ends_the_stream()
+    {
+        var reader = new SocketThreadReader(_ingest);
+        await _publisher.SendAsync("bye"u8.ToArray());
+        _publisher.Shutdown(SocketShutdown.Send);
+
+        var result = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        while (!result.IsCompleted)
+        {
+            reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+            result = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        }
+
+        Assert.Equal("bye", Text(result.Buffer));
+        reader.Complete();
+    }
+
+    [Fact]
+    public async Task Canceling_a_waiting_read_wakes_it_at_once_and_completing_ends_the_thread()
+    {
+        var reader = new SocketThreadReader(_ingest);
+        using var cts = new CancellationTokenSource();
+        var read = reader.ReadAsync(cts.Token).AsTask();
+        await Task.Delay(200);
+        Assert.False(read.IsCompleted);
+
+        var watch = Stopwatch.StartNew();
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => read.WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(4), $"the canceled read took {watch.Elapsed}");
+
+        var thread = reader.ReceiveThread!;
+        var ended = await Task.Run(() => // not on the receive thread, where the canceled read may have left us
+        {
+            reader.Complete();
+            return thread.Join(TimeSpan.FromSeconds(5));
+        });
+        Assert.True(ended, "the receive thread did not end after Complete");
+    }
+
+    private async Task SendLaterAsync(string text)
+    {
+        await Task.Delay(100);
+        await _publisher.SendAsync(Encoding.ASCII.GetBytes(text));
+    }
+
+    private static string Text(ReadOnlySequence<byte> buffer) => Encoding.ASCII.GetString(buffer.ToArray());
+}
