@@ -42,28 +42,34 @@ public static class RelayBenchmark
         var rows = new List<string>();
         foreach (var fanout in fanouts)
         {
-            Result? ours = null, nginx = null;
-            if (only is null or "restream")
+            var variants = new List<(string Key, string Name, Func<int, int, Task<RelayProcess>> Start)>
             {
-                ours = await MeasureAsync("restream", fanout, seconds, frames, (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: true));
-                rows.Add(ours.Row());
-            }
-
-            if (only is null or "restream-unmerged")
-            {
+                ("restream", "restream", (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: true)),
                 // Every frame read and sent the moment it arrives: the latency-first setting.
-                var unmerged = await MeasureAsync("restream, merging off", fanout, seconds, frames,
-                    (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: false));
-                rows.Add(unmerged.Row());
-            }
+                ("restream-unmerged", "restream, merging off", (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: false)),
+                ("nginx-rtmp", "nginx-rtmp", (ingestPort, sinkPort) => StartNginx(resultsDir, ingestPort, sinkPort, fanout)),
+            };
+            variants.RemoveAll(v => only is not null && v.Key != only);
 
-            if (only is null or "nginx-rtmp")
+            // Rounds alternate the relays (each round starts one later), so a slow minute of a shared
+            // machine lands on all of them; each relay's median run is reported.
+            var runs = variants.ToDictionary(v => v.Key, _ => new List<Result>());
+            for (var round = 0; round < Rounds; round++)
             {
-                nginx = await MeasureAsync("nginx-rtmp", fanout, seconds, frames, (ingestPort, sinkPort) => StartNginx(resultsDir, ingestPort, sinkPort, fanout));
-                rows.Add(nginx.Row());
+                for (var i = 0; i < variants.Count; i++)
+                {
+                    var (key, name, start) = variants[(i + round) % variants.Count];
+                    runs[key].Add(await MeasureAsync(name, fanout, seconds, frames, start));
+                }
             }
 
-            if (ours is not null && nginx is not null)
+            var medians = runs.ToDictionary(r => r.Key, r => Median(r.Value));
+            foreach (var (key, _, _) in variants)
+            {
+                rows.Add(medians[key].Row(runs[key]));
+            }
+
+            if (medians.TryGetValue("restream", out var ours) && medians.TryGetValue("nginx-rtmp", out var nginx))
             {
                 rows.Add($"| {fanout} | **ratio restream/nginx** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | {(double)ours.RssMb / nginx.RssMb:0.00}× | " +
                          $"{ours.P50 / nginx.P50:0.00}× | {ours.P99 / nginx.P99:0.00}× | {ours.AudioP50 / nginx.AudioP50:0.00}× | {ours.AudioP99 / nginx.AudioP99:0.00}× | | |");
@@ -72,7 +78,8 @@ public static class RelayBenchmark
 
         var table = string.Join('\n',
         [
-            $"Relay benchmark, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {seconds} s per run, input 720p30 ~3 Mb/s",
+            $"Relay benchmark, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {seconds} s per run, " +
+            $"{Rounds} round(s) (median run shown, CPU range in brackets, frames counted over all runs), input 720p30 ~3 Mb/s",
             "",
             "| destinations | relay | CPU s/min/destination | RSS MB | video hop p50 ms | video hop p99 ms | audio hop p50 ms | audio hop p99 ms | video frames received/expected | audio frames received/expected |",
             "|---|---|---|---|---|---|---|---|---|---|",
@@ -91,14 +98,27 @@ public static class RelayBenchmark
     private static int WarmupSeconds =>
         int.TryParse(Environment.GetEnvironmentVariable("RESTREAM_BENCH_WARMUP"), out var s) && s >= 0 ? s : 30;
 
+    /// <summary>Runs of each relay at each fan-out (RESTREAM_BENCH_ROUNDS, default 1); the median is reported.</summary>
+    private static int Rounds =>
+        int.TryParse(Environment.GetEnvironmentVariable("RESTREAM_BENCH_ROUNDS"), out var n) && n >= 1 ? n : 1;
+
+    private static Result Median(List<Result> runs) =>
+        runs.OrderBy(r => r.CpuPerMinutePerDestination).ElementAt((runs.Count - 1) / 2);
+
     /// <summary>Audio frames carry AudioBase + their number, video frames their number alone.</summary>
     private const long AudioBase = 1L << 40;
 
     private sealed record Result(string Relay, int Fanout, double CpuPerMinutePerDestination, long RssMb, double P50, double P99,
         double AudioP50, double AudioP99, long Received, long Expected, long AudioReceived, long AudioExpected)
     {
-        public string Row() => $"| {Fanout} | {Relay} | {CpuPerMinutePerDestination:0.000} | {RssMb} | {P50:0.00} | {P99:0.00} | " +
-                               $"{AudioP50:0.00} | {AudioP99:0.00} | {Received}/{Expected} | {AudioReceived}/{AudioExpected} |";
+        public string Row(IReadOnlyList<Result> runs) =>
+            $"| {Fanout} | {Relay} | {CpuPerMinutePerDestination:0.000}{Range(runs)} | {RssMb} | {P50:0.00} | {P99:0.00} | " +
+            $"{AudioP50:0.00} | {AudioP99:0.00} | {runs.Sum(r => r.Received)}/{runs.Sum(r => r.Expected)} | " +
+            $"{runs.Sum(r => r.AudioReceived)}/{runs.Sum(r => r.AudioExpected)} |"; // frames: every run counts
+
+        private static string Range(IReadOnlyList<Result> runs) => runs.Count < 2
+            ? ""
+            : $" [{runs.Min(r => r.CpuPerMinutePerDestination):0.000}–{runs.Max(r => r.CpuPerMinutePerDestination):0.000}]";
     }
 
     private static async Task<Result> MeasureAsync(string name, int fanout, int seconds, List<MediaFrame> frames,

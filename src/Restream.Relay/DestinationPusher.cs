@@ -261,25 +261,66 @@ public sealed partial class DestinationPusher
         return _time.GetElapsedTime(heldSince, now) < _options.AudioMergeWindow;
     }
 
-    private async ValueTask SendBatchAsync(IPublishClient client, List<MediaFrame> batch, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends a batch and releases its frames. When the socket takes it at once (the usual case) this
+    /// completes in place, without an async state machine: the publisher's thread is running it.
+    /// </summary>
+    private ValueTask SendBatchAsync(IPublishClient client, List<MediaFrame> batch, CancellationToken cancellationToken)
     {
+        long before;
+        ValueTask send;
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var before = client.BytesSent;
-            await client.SendFramesAsync(batch, cancellationToken).ConfigureAwait(false);
-            Interlocked.Add(ref _bytesSent, client.BytesSent - before);
-            Interlocked.Add(ref _framesSent, batch.Count);
+            before = client.BytesSent;
+            send = client.SendFramesAsync(batch, cancellationToken);
         }
-        finally
+        catch
         {
-            foreach (var frame in batch)
-            {
-                frame.Release();
-            }
-
-            batch.Clear();
+            Release(batch);
+            throw;
         }
+
+        if (!send.IsCompletedSuccessfully)
+        {
+            return AwaitBatchAsync(send, client, batch, before);
+        }
+
+        send.GetAwaiter().GetResult(); // a completed ValueTask must still be consumed
+        Sent(client, batch, before);
+        return ValueTask.CompletedTask;
+    }
+
+    private async ValueTask AwaitBatchAsync(ValueTask send, IPublishClient client, List<MediaFrame> batch, long before)
+    {
+        try
+        {
+            await send.ConfigureAwait(false);
+        }
+        catch
+        {
+            Release(batch);
+            throw;
+        }
+
+        Sent(client, batch, before);
+    }
+
+    private void Sent(IPublishClient client, List<MediaFrame> batch, long before)
+    {
+        Interlocked.Add(ref _bytesSent, client.BytesSent - before);
+        Interlocked.Add(ref _framesSent, batch.Count);
+        Release(batch);
+    }
+
+    private static void Release(List<MediaFrame> batch)
+    {
+        for (var i = 0; i < batch.Count; i++)
+        {
+            batch[i].Release();
+        }
+
+        batch.Clear();
     }
 
     private void SetState(DestinationState state)
