@@ -40,7 +40,7 @@ rm -rf "$publish_dir"
 echo "== testing"
 log=$(mktemp)
 set +e
-dotnet test Restream.slnx -c Release --no-build -nologo -v quiet 2>&1 | tee "$log"
+dotnet test Restream.slnx -c Release --no-build -nologo -v quiet --logger "console;verbosity=minimal" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for every project together.

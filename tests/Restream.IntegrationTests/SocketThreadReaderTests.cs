@@ -106,6 +106,34 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Bytes_left_below_the_low_water_mark_are_taken_after_the_wait_limit()
+    {
+        _ingest.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater, 5_000);
+        var reader = new SocketThreadReader(_ingest);
+
+        // No limit: a small frame below the mark waits for more bytes.
+        var read = reader.ReadAsync(CancellationToken.None).AsTask();
+        await _publisher.SendAsync(new byte[10]);
+        await Task.WhenAny(read, Task.Delay(300));
+        Assert.False(read.IsCompleted, "10 bytes below a 5000-byte mark woke the reader");
+        await _publisher.SendAsync(new byte[5_000]); // the next video frame: both are read at once
+        var result = await read.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(5_010, result.Buffer.Length);
+        reader.AdvanceTo(result.Buffer.End);
+
+        // With a limit, the next small frame is taken once the limit has passed. (It is sent before
+        // the read: the test may be running on the receive thread now, where a read waits in place.)
+        reader.WaitLimit = TimeSpan.FromMilliseconds(50);
+        var watch = Stopwatch.StartNew();
+        await _publisher.SendAsync(new byte[10]);
+        result = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(10, result.Buffer.Length);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(4), $"the small frame waited {watch.Elapsed}");
+        reader.AdvanceTo(result.Buffer.End);
+        reader.Complete();
+    }
+
+    [Fact]
     public async Task The_peer_closing_ends_the_stream()
     {
         var reader = new SocketThreadReader(_ingest);

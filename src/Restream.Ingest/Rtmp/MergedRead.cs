@@ -23,6 +23,12 @@ public sealed class MergedRead(Socket socket, TimeSpan window)
     public int Mark { get; private set; } = 1;
 
     /// <summary>
+    /// How long a read may wait below the mark before it takes what is there (four windows; infinite
+    /// when every byte wakes us): the bound on how long a small video frame can be held.
+    /// </summary>
+    public TimeSpan WaitLimit => Mark > 1 ? window * 4 : Timeout.InfiniteTimeSpan;
+
+    /// <summary>
     /// The mark for a stream receiving <paramref name="bytesPerSecond"/>: <paramref name="window"/>'s
     /// worth of it, between 1 and <see cref="MaxMark"/>. 1 when off or for audio-only streams, whose
     /// frames are all small and must not wait for each other.

@@ -57,6 +57,22 @@ public sealed class RtmpConnection : IAsyncDisposable
     }
 
     public string Remote { get; }
+
+    /// <summary>
+    /// How long a read may wait below the socket's receive low-water mark (see
+    /// <see cref="SocketThreadReader.WaitLimit"/>); only connections read on their own thread have one.
+    /// </summary>
+    public TimeSpan ReadWaitLimit
+    {
+        get => _input is SocketThreadReader reader ? reader.WaitLimit : Timeout.InfiniteTimeSpan;
+        set
+        {
+            if (_input is SocketThreadReader reader)
+            {
+                reader.WaitLimit = value;
+            }
+        }
+    }
     public int OutChunkSize { get; private set; } = 128;
     public int InChunkSize => _chunks.ChunkSize;
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);

@@ -183,10 +183,12 @@ public sealed partial class RtmpServerSession
             {
                 _mergedRead ??= new MergedRead(_socket, _options.MergedRead);
                 _mergedRead.Tune(connection.BytesReceived, _time.GetTimestamp(), _time.GetElapsedTime(connection.LastReceived), hub.HasVideo, _time);
+                connection.ReadWaitLimit = _mergedRead.WaitLimit;
             }
             else if (_mergedRead is { } merged)
             {
                 merged.Reset();
+                connection.ReadWaitLimit = Timeout.InfiniteTimeSpan;
                 _mergedRead = null;
             }
 

@@ -125,16 +125,27 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
         return new ReadResult(_returned, isCanceled: false, isCompleted: _eof);
     }
 
+    /// <summary>
+    /// The longest a wait for data may last before we take whatever is there, even below the
+    /// socket's receive low-water mark: with merged reads on, a small frame (a tiny P-frame of a
+    /// still picture) is not left waiting for the bytes of the next one. Infinite by default. After
+    /// a wait that timed out on an empty socket (the publisher paused) the next wait is unbounded.
+    /// </summary>
+    public TimeSpan WaitLimit { get; set; } = Timeout.InfiniteTimeSpan;
+
     /// <summary>Receives at least one byte (or the end of the stream) into the buffer.</summary>
     private void Fill(CancellationToken cancellationToken)
     {
         MakeRoom();
+        var bounded = true;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            var timedOut = false;
             if (_drained)
             {
-                _socket.Poll(-1, SelectMode.SelectRead);
+                var limit = bounded ? WaitLimit : Timeout.InfiniteTimeSpan;
+                timedOut = !_socket.Poll(limit == Timeout.InfiniteTimeSpan ? -1 : (int)Math.Max(1, limit.TotalMicroseconds), SelectMode.SelectRead);
                 cancellationToken.ThrowIfCancellationRequested();
             }
 
@@ -143,6 +154,7 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
             if (error == SocketError.WouldBlock)
             {
                 _drained = true;
+                bounded = !timedOut; // nothing at all came within the limit: wait for the next byte, however long
                 continue;
             }
 
