@@ -232,10 +232,7 @@ public sealed partial class DestinationPusher
         }
         finally
         {
-            foreach (var frame in batch)
-            {
-                frame.Release();
-            }
+            Release(batch); // what was held when the send loop stopped
         }
     }
 
