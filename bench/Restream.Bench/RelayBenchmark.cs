@@ -352,8 +352,13 @@ public static class RelayBenchmark
     internal sealed class RelayProcess : IAsyncDisposable
     {
         private readonly Process _process;
+        private readonly ThreadClock _clock;
 
-        private RelayProcess(Process process) => _process = process;
+        private RelayProcess(Process process)
+        {
+            _process = process;
+            _clock = new ThreadClock(() => Tree(process.Id));
+        }
 
         public static RelayProcess Start(string file, IEnumerable<string> args, string? dir)
         {
@@ -371,19 +376,17 @@ public static class RelayBenchmark
             return new RelayProcess(process);
         }
 
-        /// <summary>CPU seconds (user + system) and RSS bytes of the process and its children (nginx workers).</summary>
+        /// <summary>
+        /// CPU seconds (user + system, to the nanosecond: see <see cref="ThreadClock"/>) and RSS bytes of
+        /// the process and its children (nginx workers).
+        /// </summary>
         public (double Cpu, long Rss) Sample()
         {
-            var ticks = 100.0; // USER_HZ on Linux
-            double cpu = 0;
             long rss = 0;
             foreach (var pid in Tree(_process.Id))
             {
                 try
                 {
-                    var stat = File.ReadAllText($"/proc/{pid}/stat");
-                    var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                    cpu += (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / ticks;
                     var status = File.ReadAllLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
                     rss += long.Parse(status.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
                 }
@@ -392,7 +395,7 @@ public static class RelayBenchmark
                 }
             }
 
-            return (cpu, rss);
+            return (_clock.Read(), rss);
         }
 
         private static IEnumerable<int> Tree(int root)
@@ -425,6 +428,7 @@ public static class RelayBenchmark
 
         public async ValueTask DisposeAsync()
         {
+            _clock.Dispose();
             try
             {
                 _process.Kill(entireProcessTree: true);

@@ -131,7 +131,7 @@ public sealed class MediaFrame
     /// <summary>
     /// The frame as RTMP chunks for <paramref name="chunkSize"/> and <paramref name="streamId"/>.
     /// The first caller builds them; later callers with the same parameters get the same bytes.
-    /// Valid while the caller holds a reference.
+    /// Valid while the caller holds a reference. The bytes always live in a pinned array.
     /// </summary>
     public ReadOnlyMemory<byte> GetChunked(int chunkSize, uint streamId, out bool shared)
     {
@@ -157,8 +157,10 @@ public sealed class MediaFrame
             }
 
             // A second shape: rare (a peer with another message stream id). Keep the first cached and
-            // hand this one out as a copy the caller does not own: write it into a fresh array.
-            var copy = buffer.AsSpan(0, length).ToArray();
+            // hand this one out as a copy the caller does not own: write it into a fresh array (pinned,
+            // like every chunked buffer, so a send may pass its address straight to the kernel).
+            var copy = GC.AllocateUninitializedArray<byte>(length, pinned: true);
+            buffer.AsSpan(0, length).CopyTo(copy);
             MediaBuffers.Pool.Return(buffer);
             return copy;
         }

@@ -314,12 +314,7 @@ public sealed class RtmpConnection : IAsyncDisposable
             var sent = 0;
             try
             {
-                sent = _socket.Send(chunked.Span, SocketFlags.None, out var error);
-                if (error is not (SocketError.Success or SocketError.WouldBlock))
-                {
-                    throw new IOException($"the connection is closed ({error})", new SocketException((int)error));
-                }
-
+                sent = SendNow(chunked);
                 if (sent == chunked.Length)
                 {
                     Interlocked.Add(ref _bytesSent, sent);
@@ -333,11 +328,53 @@ public sealed class RtmpConnection : IAsyncDisposable
                 throw;
             }
 
-            Interlocked.Add(ref _bytesSent, Math.Max(sent, 0));
-            return SendRestLockedAsync(chunked[Math.Max(sent, 0)..], cancellationToken);
+            Interlocked.Add(ref _bytesSent, sent);
+            return SendRestLockedAsync(chunked[sent..], cancellationToken);
         }
 
         return SendFrameSlowAsync(chunked, cancellationToken);
+    }
+
+    /// <summary>One non-blocking send of chunked bytes: what the socket took (0 when it would block).</summary>
+    private unsafe int SendNow(ReadOnlyMemory<byte> chunked)
+    {
+        if (OperatingSystem.IsLinux() && MemoryMarshal.TryGetArray(chunked, out var segment))
+        {
+            var vector = new UnixSockets.IoVector { Base = UnixSockets.AddressOf(segment.Array!, segment.Offset), Length = (nuint)segment.Count };
+            return UnixSockets.Send(_socket!, &vector, 1);
+        }
+
+        var sent = _socket!.Send(chunked.Span, SocketFlags.None, out var error);
+        if (error is not (SocketError.Success or SocketError.WouldBlock))
+        {
+            throw new IOException($"the connection is closed ({error})", new SocketException((int)error));
+        }
+
+        return Math.Max(sent, 0);
+    }
+
+    /// <summary>
+    /// One non-blocking gathering send of several frames' chunked bytes (pinned arrays, see
+    /// <see cref="MediaFrame.GetChunked"/>), straight to <c>sendmsg</c>: what the socket took.
+    /// </summary>
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    private unsafe int SendNow(IReadOnlyList<MediaFrame> frames, uint streamId, out int total)
+    {
+        var vectors = stackalloc UnixSockets.IoVector[frames.Count];
+        total = 0;
+        for (var i = 0; i < frames.Count; i++) // indexed: foreach over the interface would allocate an enumerator
+        {
+            var chunked = frames[i].GetChunked(OutChunkSize, streamId, out _);
+            if (!MemoryMarshal.TryGetArray(chunked, out var segment))
+            {
+                throw new InvalidOperationException("chunked frames live in arrays");
+            }
+
+            vectors[i] = new UnixSockets.IoVector { Base = UnixSockets.AddressOf(segment.Array!, segment.Offset), Length = (nuint)segment.Count };
+            total += segment.Count;
+        }
+
+        return UnixSockets.Send(_socket!, vectors, frames.Count);
     }
 
     /// <summary>Sends what the socket could not take at once; the write lock is held and released here.</summary>
@@ -377,8 +414,54 @@ public sealed class RtmpConnection : IAsyncDisposable
         var sent = 0;
         try
         {
-            _gather.Clear();
-            for (var i = 0; i < frames.Count; i++) // indexed: foreach over the interface would allocate an enumerator
+            if (OperatingSystem.IsLinux() && frames.Count <= UnixSockets.MaxVectors)
+            {
+                sent = SendNow(frames, streamId, out total);
+            }
+            else
+            {
+                sent = SendGathered(frames, streamId, out total);
+            }
+
+            Interlocked.Add(ref _bytesSent, sent);
+            if (sent == total)
+            {
+                _writeLock.Release();
+                return ValueTask.CompletedTask;
+            }
+
+            // The socket took part of it: the rest waits in the pipe, in order.
+            var skip = sent;
+            for (var i = 0; i < frames.Count; i++)
+            {
+                var chunked = frames[i].GetChunked(OutChunkSize, streamId, out _).Span;
+                if (skip >= chunked.Length)
+                {
+                    skip -= chunked.Length;
+                    continue;
+                }
+
+                _output.Write(chunked[skip..]);
+                skip = 0;
+            }
+        }
+        catch
+        {
+            _writeLock.Release();
+            throw;
+        }
+
+        return FlushLockedAsync(total - sent, cancellationToken);
+    }
+
+    /// <summary>The portable gathering send (.NET pins each buffer): for Windows and very long batches.</summary>
+    private int SendGathered(IReadOnlyList<MediaFrame> frames, uint streamId, out int total)
+    {
+        total = 0;
+        _gather.Clear();
+        try
+        {
+            for (var i = 0; i < frames.Count; i++)
             {
                 var chunked = frames[i].GetChunked(OutChunkSize, streamId, out _);
                 if (!MemoryMarshal.TryGetArray(chunked, out var segment))
@@ -390,43 +473,18 @@ public sealed class RtmpConnection : IAsyncDisposable
                 total += segment.Count;
             }
 
-            sent = _socket.Send(_gather, SocketFlags.None, out var error);
+            var sent = _socket!.Send(_gather, SocketFlags.None, out var error);
             if (error is not (SocketError.Success or SocketError.WouldBlock))
             {
                 throw new IOException($"the connection is closed ({error})", new SocketException((int)error));
             }
 
-            sent = Math.Max(sent, 0);
-            Interlocked.Add(ref _bytesSent, sent);
-            if (sent == total)
-            {
-                _writeLock.Release();
-                return ValueTask.CompletedTask;
-            }
-
-            // The socket took part of it: the rest waits in the pipe, in order.
-            var skip = sent;
-            foreach (var segment in _gather)
-            {
-                if (skip >= segment.Count)
-                {
-                    skip -= segment.Count;
-                    continue;
-                }
-
-                _output.Write(segment.AsSpan(skip));
-                skip = 0;
-            }
+            return Math.Max(sent, 0);
         }
-        catch
+        finally
         {
             _gather.Clear();
-            _writeLock.Release();
-            throw;
         }
-
-        _gather.Clear();
-        return FlushLockedAsync(total - sent, cancellationToken);
     }
 
     private async ValueTask FlushLockedAsync(int bytes, CancellationToken cancellationToken)
