@@ -215,7 +215,7 @@ public sealed partial class DestinationPusher
                 while (queue.TryDequeue(out var frame))
                 {
                     batch.Add(frame);
-                    if (batch.Count < MaxBatch && Hold(frame, ref heldSince))
+                    if (batch.Count < MaxBatch && (queue.Count > 0 || Hold(frame, ref heldSince)))
                     {
                         continue;
                     }
@@ -237,13 +237,16 @@ public sealed partial class DestinationPusher
     }
 
     /// <summary>
-    /// Merged writes: an audio frame of a stream with video waits (at most
-    /// <see cref="RelayOptions.AudioMergeWindow"/>) for the next video frame, and both go out in one
-    /// write: one packet and one wake-up of the receiver instead of two or three. Video is never held.
+    /// Merged writes: what is queued goes out in one write, and an audio frame of a stream with video
+    /// waits (at most <see cref="RelayOptions.AudioMergeWindow"/>) for the next video frame, and both
+    /// go out together: one packet and one wake-up of the receiver instead of two or three. Video is
+    /// never held. A hub that wakes us once per read (<see cref="StreamHub.DeferWakes"/>) has already
+    /// paired the frames; nothing is held then.
     /// </summary>
     private bool Hold(MediaFrame frame, ref long heldSince)
     {
-        if (frame.Kind != MediaKind.Audio || frame.IsSequenceHeader || _options.AudioMergeWindow <= TimeSpan.Zero || !_hub.HasVideo)
+        if (frame.Kind != MediaKind.Audio || frame.IsSequenceHeader || _options.AudioMergeWindow <= TimeSpan.Zero || !_hub.HasVideo
+            || _hub.DeferWakes)
         {
             return false;
         }

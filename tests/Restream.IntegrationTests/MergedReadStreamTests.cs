@@ -13,13 +13,16 @@ namespace Restream.IntegrationTests;
 /// </summary>
 public sealed class MergedReadStreamTests
 {
-    [Fact]
-    public async Task Audio_keeps_flowing_when_the_publisher_stops_sending_video()
+    [Theory]
+    [InlineData("00:00:00")] // the default: audio pairs with the next video frame
+    [InlineData("00:00:00.015")] // paced by the stream's timing under a latency budget (ArrivalPlanner)
+    public async Task Audio_keeps_flowing_when_the_publisher_stops_sending_video(string latencyBudget)
     {
         await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
         {
             ["Restream:Channels:0:Name"] = "merged",
             ["Restream:Channels:0:StreamKey"] = "live_merged_0123456789",
+            ["Restream:Rtmp:LatencyBudget"] = latencyBudget,
         });
         await using var publisher = await RtmpPublishClient.ConnectAsync(
             new PublishTarget(new Uri($"rtmp://127.0.0.1:{server.RtmpPort}/live"), "live_merged_0123456789"), null, TimeProvider.System, CancellationToken.None);
@@ -37,12 +40,21 @@ public sealed class MergedReadStreamTests
         Assert.NotNull(hub);
         var queue = hub.Subscribe();
         var arrivals = new Dictionary<uint, long>();
+        var order = new List<(MediaKind Kind, uint Timestamp)>();
         var watching = Task.Run(async () =>
         {
             while (await queue.WaitToReadAsync())
             {
                 while (queue.TryDequeue(out var frame))
                 {
+                    if (!frame.IsSequenceHeader)
+                    {
+                        lock (arrivals)
+                        {
+                            order.Add((frame.Kind, frame.Timestamp));
+                        }
+                    }
+
                     if (frame.Kind == MediaKind.Audio && !frame.IsSequenceHeader)
                     {
                         lock (arrivals)
@@ -58,6 +70,7 @@ public sealed class MergedReadStreamTests
 
         // 3 s of a ~3 Mb/s stream (the mark rises to ~10 ms of it), then 3 s of audio alone.
         var sentAt = new Dictionary<uint, long>();
+        var videoSent = new List<uint>();
         var clock = Stopwatch.StartNew();
         var video = new byte[12_000];
         video[0] = 0x17;
@@ -73,6 +86,7 @@ public sealed class MergedReadStreamTests
             {
                 video[0] = nextVideo % 2000 == 0 ? (byte)0x17 : (byte)0x27;
                 await SendAsync(publisher, MediaKind.Video, nextVideo, video);
+                videoSent.Add(nextVideo);
                 nextVideo += 33;
             }
 
@@ -97,6 +111,9 @@ public sealed class MergedReadStreamTests
             Assert.All(paused, s => Assert.True(arrivals.ContainsKey(s.Key), $"audio frame at {s.Key} ms never arrived"));
             // Without the mark following the stream, these would wait for 10 ms of a 3 Mb/s stream's
             // bytes (~10 audio frames); a pause drops the mark within a watchdog tick.
+            // Every frame, once and in order, whatever pairing the reads and writes did.
+            Assert.Equal(videoSent, order.Where(f => f.Kind == MediaKind.Video).Select(f => f.Timestamp));
+            Assert.Equal(sentAt.Keys.Order(), order.Where(f => f.Kind == MediaKind.Audio).Select(f => f.Timestamp));
             var worst = paused.Max(s => Stopwatch.GetElapsedTime(s.Value, arrivals[s.Key]).TotalMilliseconds);
             Assert.True(worst < 2000, $"audio waited {worst:0} ms during the video pause");
         }

@@ -78,8 +78,33 @@ public sealed class MergedWriteTests
 
             hub.End();
             await sending.WaitAsync(TimeSpan.FromSeconds(5));
-            Assert.All(client.Batches, b => Assert.Single(b));
+            // What was queued before the send loop started (the sequence headers) goes out together.
+            Assert.Equal(withVideo ? ["VideoHeader", "AudioHeader"] : ["AudioHeader"], client.Batches[0]);
+            Assert.All(client.Batches.Skip(1), b => Assert.Single(b));
         }
+    }
+
+    [Fact]
+    public async Task A_hub_that_wakes_once_per_read_gets_one_write_per_read_and_nothing_held()
+    {
+        var (time, hub, client, sending) = Start(TimeSpan.FromMilliseconds(50), withVideo: true);
+        hub.DeferWakes = true; // as a publisher paced by a latency budget (ArrivalPlanner)
+        Publish(hub, MediaKind.Audio, 10, Audio);
+        Publish(hub, MediaKind.Video, 33, Keyframe);
+        var before = client.Batches.Count;
+        hub.FlushWakes(); // the reader took everything one receive brought
+        Assert.Equal(before + 1, client.Batches.Count);
+        Assert.Equal(["A10", "V33"], client.Batches[^1]);
+
+        time.Advance(TimeSpan.FromMilliseconds(21));
+        Publish(hub, MediaKind.Audio, 43, Audio); // an audio frame read alone: not held for video
+        hub.FlushWakes();
+        Assert.Equal(["A43"], client.Batches[^1]);
+
+        Publish(hub, MediaKind.Audio, 64, Audio);
+        hub.End(); // frames queued but not flushed yet still go out, and the loop ends
+        await sending.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(["A64"], client.Batches[^1]);
     }
 
     [Fact]

@@ -27,6 +27,8 @@ public sealed class StreamHub
     private readonly List<MediaFrame> _gop = [];
     private readonly int _maxGopFrames;
     private FrameQueue[] _subscribers = [];
+    private List<FrameQueue> _deferred = [];
+    private List<FrameQueue>? _spareDeferred = [];
     private MediaFrame? _metadata;
     private MediaFrame? _videoHeader;
     private MediaFrame? _audioHeader;
@@ -56,6 +58,13 @@ public sealed class StreamHub
     public StreamMediaInfo? Media { get; private set; }
     public AmfObject? Metadata { get; private set; }
     public bool Ended => _ended;
+
+    /// <summary>
+    /// When set, subscribers are not woken frame by frame but by <see cref="FlushWakes"/>: the publisher's
+    /// reader calls it once it has taken everything one read brought, so each destination sends all
+    /// of it in one write (see <see cref="Rtmp.ArrivalPlanner"/>).
+    /// </summary>
+    public bool DeferWakes { get; set; }
 
     /// <summary>Reads the publisher's link figures, when its protocol has them.</summary>
     public Func<IngestLinkStats?>? LinkStats { get; set; }
@@ -95,7 +104,10 @@ public sealed class StreamHub
         }
 
         frame.Release();
-        WakeReaders();
+        if (!DeferWakes)
+        {
+            WakeReaders();
+        }
     }
 
     [ThreadStatic]
@@ -104,7 +116,7 @@ public sealed class StreamHub
     /// <summary>Hands the frame to every subscriber; who must be woken is noted for after the lock.</summary>
     private void EnqueueAll(MediaFrame frame, bool boundary)
     {
-        var toWake = t_toWake ??= [];
+        var toWake = DeferWakes ? _deferred : t_toWake ??= [];
         foreach (var subscriber in _subscribers)
         {
             if (subscriber.EnqueueWithoutWaking(frame.AddRef(), boundary))
@@ -138,6 +150,39 @@ public sealed class StreamHub
         }
     }
 
+    /// <summary>Wakes the subscribers that frames were queued for since the last flush (see <see cref="DeferWakes"/>).</summary>
+    public void FlushWakes()
+    {
+        List<FrameQueue> toWake;
+        lock (_gate)
+        {
+            if (_deferred.Count == 0)
+            {
+                return;
+            }
+
+            toWake = _deferred;
+            _deferred = _spareDeferred ?? [];
+            _spareDeferred = null;
+        }
+
+        try
+        {
+            foreach (var queue in toWake)
+            {
+                queue.Wake(); // its send loop runs here
+            }
+        }
+        finally
+        {
+            toWake.Clear();
+            lock (_gate)
+            {
+                _spareDeferred ??= toWake;
+            }
+        }
+    }
+
     /// <summary>Sets the stream's metadata: an <c>onMetaData</c> data message body.</summary>
     public void SetMetadata(MediaFrame frame, AmfObject metadata)
     {
@@ -149,7 +194,10 @@ public sealed class StreamHub
         }
 
         frame.Release();
-        WakeReaders();
+        if (!DeferWakes)
+        {
+            WakeReaders();
+        }
     }
 
     private void Remember(MediaFrame frame)
@@ -273,6 +321,7 @@ public sealed class StreamHub
             subscriber.Complete();
         }
 
+        FlushWakes(); // a subscriber with frames queued but not woken yet would never see the end
         EndedEvent?.Invoke(this);
     }
 

@@ -73,6 +73,21 @@ public sealed class RtmpConnection : IAsyncDisposable
             }
         }
     }
+    /// <summary>
+    /// Paces reads (see <see cref="ArrivalPlanner"/>); only connections read on their own thread can
+    /// be paced: false otherwise.
+    /// </summary>
+    internal bool SetReadPacer(IReadPacer? pacer)
+    {
+        if (_input is not SocketThreadReader reader)
+        {
+            return false;
+        }
+
+        reader.Pacer = pacer;
+        return true;
+    }
+
     public int OutChunkSize { get; private set; } = 128;
     public int InChunkSize => _chunks.ChunkSize;
     public long BytesReceived => Interlocked.Read(ref _bytesReceived);

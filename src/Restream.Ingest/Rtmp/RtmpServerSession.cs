@@ -49,6 +49,7 @@ public sealed partial class RtmpServerSession
     private CancellationTokenSource? _cts;
     private CancellationTokenRegistration _kick;
     private MergedRead? _mergedRead;
+    private ArrivalPlanner? _planner;
 
     public RtmpServerSession(Socket socket, RtmpIngestOptions options, IChannelCatalog catalog, IPublishAuthorizer authorizer,
         StreamRegistry registry, IngestCounters counters, TimeProvider time, ILogger<RtmpServerSession> log,
@@ -260,7 +261,31 @@ public sealed partial class RtmpServerSession
         var kind = (MediaKind)message.TypeId;
         var timestamp = message.Timestamp;
         var length = message.Length;
-        _hub.Publish(MediaFrame.Create(kind, timestamp, message.DetachBuffer(), length));
+        var frame = MediaFrame.Create(kind, timestamp, message.DetachBuffer(), length);
+        if (_planner is { } planner && !frame.IsSequenceHeader)
+        {
+            planner.OnFrame(kind == MediaKind.Audio, timestamp, System.Diagnostics.Stopwatch.GetElapsedTime(0).TotalMilliseconds);
+        }
+
+        _hub.Publish(frame);
+    }
+
+    /// <summary>Sends what a read brought when the planner says so, and bounds the next wait.</summary>
+    private sealed class PlannedReads(ArrivalPlanner planner, StreamHub hub, RtmpServerSession session) : IReadPacer
+    {
+        public int Mark => session._mergedRead?.Mark ?? 1;
+
+        public double BeforeWait(double now, out bool holdInKernel)
+        {
+            var (send, wakeBy, hold) = planner.Plan(now);
+            if (send)
+            {
+                hub.FlushWakes();
+            }
+
+            holdInKernel = hold;
+            return wakeBy;
+        }
     }
 
     private void HandleData(RtmpMessage message)
@@ -418,6 +443,16 @@ public sealed partial class RtmpServerSession
             _cts?.Cancel();
         });
         State = SessionState.Publishing;
+        if (_options.LatencyBudget > TimeSpan.Zero && _options.MergedRead > TimeSpan.Zero)
+        {
+            var planner = new ArrivalPlanner(_options.LatencyBudget);
+            if (connection.SetReadPacer(new PlannedReads(planner, hub, this)))
+            {
+                hub.DeferWakes = true;
+                _planner = planner;
+            }
+        }
+
         await connection.WriteAsync(o => ProtocolControl.WriteUserControl(o, UserControlEvent.StreamBegin, MediaStreamId), cancellationToken).ConfigureAwait(false);
         await SendStatusAsync(connection, "status", RtmpStatus.PublishStart, $"{channel.Name} is now published.", cancellationToken).ConfigureAwait(false);
         LogPublishStarted(_log, _streamLabel, _remote);
@@ -513,6 +548,12 @@ public sealed partial class RtmpServerSession
         if (_isPublisher)
         {
             _isPublisher = false;
+            if (_planner is not null)
+            {
+                _planner = null;
+                _connection?.SetReadPacer(null);
+            }
+
             _mergedRead?.Reset();
             _mergedRead = null;
             await _kick.DisposeAsync().ConfigureAwait(false);

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Threading.Tasks.Sources;
@@ -133,6 +134,12 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
     /// </summary>
     public TimeSpan WaitLimit { get; set; } = Timeout.InfiniteTimeSpan;
 
+    /// <summary>
+    /// Asked each time the thread is about to wait for data (see <see cref="IReadPacer"/>): it may
+    /// send what was read, and bound the wait. Set it from the reading thread.
+    /// </summary>
+    public IReadPacer? Pacer { get; set; }
+
     /// <summary>Receives at least one byte (or the end of the stream) into the buffer.</summary>
     private void Fill(CancellationToken cancellationToken)
     {
@@ -145,7 +152,35 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
             if (_drained)
             {
                 var limit = bounded ? WaitLimit : Timeout.InfiniteTimeSpan;
-                timedOut = !_socket.Poll(limit == Timeout.InfiniteTimeSpan ? -1 : (int)Math.Max(1, limit.TotalMicroseconds), SelectMode.SelectRead);
+                var timeout = limit == Timeout.InfiniteTimeSpan ? -1 : Math.Max(1, limit.TotalMilliseconds);
+                var held = false;
+                if (Pacer is { } pacer)
+                {
+                    var now = Stopwatch.GetElapsedTime(0).TotalMilliseconds;
+                    var wakeBy = pacer.BeforeWait(now, out held);
+                    if (!double.IsPositiveInfinity(wakeBy))
+                    {
+                        timeout = timeout < 0 ? wakeBy - now : Math.Min(timeout, wakeBy - now);
+                    }
+                    else
+                    {
+                        held = false; // a hold needs a time to end
+                    }
+
+                    if (held)
+                    {
+                        SetMark(HoldMark);
+                    }
+                }
+
+                // poll(2) counts whole milliseconds: round up, so a wait never ends just before it is due.
+                var milliseconds = timeout < 0 ? -1 : (int)Math.Min(int.MaxValue / 1000, Math.Max(1, Math.Ceiling(timeout)));
+                timedOut = !_socket.Poll(milliseconds < 0 ? -1 : milliseconds * 1000, SelectMode.SelectRead);
+                if (held)
+                {
+                    SetMark(Pacer?.Mark ?? 1);
+                }
+
                 cancellationToken.ThrowIfCancellationRequested();
             }
 
@@ -173,6 +208,25 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
 
             _end += received;
             return;
+        }
+    }
+
+    /// <summary>
+    /// The receive low-water mark while a pacer holds frames in the kernel: above what a live encoder
+    /// sends in a few milliseconds (a frame larger than this simply wakes the reader). Linux grows the
+    /// receive buffer to fit it and clamps the TCP window to it: 1 MiB still carries 40 Mb/s at 200 ms.
+    /// </summary>
+    private const int HoldMark = 1024 * 1024;
+
+    private void SetMark(int mark)
+    {
+        try
+        {
+            _socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater, mark);
+        }
+        catch (SocketException)
+        {
+            // The connection is going away; the next receive says so.
         }
     }
 
@@ -263,4 +317,18 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
 
     void IValueTaskSource<ReadResult>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
         _pending.OnCompleted(continuation, state, token, flags);
+}
+
+/// <summary>Paces a <see cref="SocketThreadReader"/>: see <see cref="ArrivalPlanner"/>.</summary>
+internal interface IReadPacer
+{
+    /// <summary>
+    /// The reader is about to wait, at <paramref name="now"/> (milliseconds of <see cref="Stopwatch"/>
+    /// time): send what must go now, and say when the wait must end at the latest (infinity for no
+    /// bound) and whether frames arriving meanwhile stay in the kernel until then (<paramref name="holdInKernel"/>).
+    /// </summary>
+    double BeforeWait(double now, out bool holdInKernel);
+
+    /// <summary>The socket's receive low-water mark when nothing is held (see <see cref="MergedRead"/>).</summary>
+    int Mark { get; }
 }

@@ -1,0 +1,132 @@
+namespace Restream.Ingest.Rtmp;
+
+/// <summary>
+/// Merged reads under a latency budget: decides, each time a publisher's receive thread is about to
+/// wait, whether the frames it has read go out now, and how long the wait may last. A live encoder
+/// sends at the pace of its own timestamps, so when the next audio and video frames will arrive is
+/// known to within a few milliseconds. With that:
+/// <list type="bullet">
+/// <item>an audio frame due shortly before a video frame waits for it in the kernel (below the
+/// socket's low-water mark, see <see cref="MergedRead"/>) and both are read and relayed together;</item>
+/// <item>a video frame due just before an audio frame is left in the kernel (the reader raises the
+/// low-water mark) until the audio is due, and both are read and relayed together;</item>
+/// <item>an audio frame that can pair with neither within the budget is read when it is due and goes
+/// out alone.</item>
+/// </list>
+/// No frame waits longer than the budget for another one: each write carries at most one audio
+/// frame, and about as few writes go out as that allows (AAC frames come every 21 ms, video every
+/// 33 ms at 30 fps: about 45 writes a second instead of one per frame, 77).
+/// Times are milliseconds on one monotonic clock; the planner does no I/O and keeps no clock of its own.
+/// </summary>
+public sealed class ArrivalPlanner(TimeSpan budget)
+{
+    /// <summary>How long after a frame is due we look for it: arrivals jitter by a millisecond or two.</summary>
+    public const double Slack = 2;
+
+    private readonly double _budget = budget.TotalMilliseconds;
+    private double _offset = double.NaN; // arrival minus timestamp, for frames read as they arrived
+    private double _windowMin = double.PositiveInfinity;
+    private double _previousMin = double.PositiveInfinity;
+    private double _windowStart;
+    private Track _audio;
+    private Track _video;
+    private double _heldSince = double.PositiveInfinity; // arrival of the earliest frame read but not sent
+    private bool _heldAudio;
+
+    /// <summary>Notes a media frame the reader has just taken (not sequence headers or metadata).</summary>
+    public void OnFrame(bool audio, uint timestamp, double now)
+    {
+        var sample = now - timestamp;
+        if (double.IsNaN(_offset) || Math.Abs(sample - _offset) > 1000)
+        {
+            // The first frame, or the timestamps jumped (a new encoder session): start over.
+            _offset = _windowMin = sample;
+            _previousMin = double.PositiveInfinity;
+            _windowStart = now;
+        }
+        else if (!audio)
+        {
+            // Only video tells when frames arrive: it is above the low-water mark and wakes us as it
+            // comes. Audio is read when we choose, so it says only that it came before. The earliest
+            // arrival over the last one to two seconds is the truest, and follows clocks that drift.
+            if (now - _windowStart >= 1000)
+            {
+                (_previousMin, _windowMin, _windowStart) = (_windowMin, sample, now);
+            }
+
+            _windowMin = Math.Min(_windowMin, sample);
+            _offset = Math.Min(_windowMin, _previousMin);
+        }
+
+        ref var track = ref audio ? ref _audio : ref _video;
+        if (track.Seen)
+        {
+            var step = (double)(uint)(timestamp - track.Last);
+            if (step is > 0 and < 500)
+            {
+                track.Step = step;
+            }
+        }
+
+        track.Last = timestamp;
+        track.Seen = true;
+        _heldSince = Math.Min(_heldSince, Math.Min(now, _offset + timestamp));
+        _heldAudio |= audio;
+    }
+
+    /// <summary>
+    /// The reader is about to wait at <paramref name="now"/>: whether what it has read goes out now
+    /// (<c>Send</c>), the latest the wait may end (<c>WakeBy</c>; infinity for no bound), and whether the
+    /// next video frame should stay in the kernel until then (<c>HoldInKernel</c>: the reader raises the
+    /// socket's low-water mark, so the video and the audio due just after it are read with one wake-up).
+    /// </summary>
+    public (bool Send, double WakeBy, bool HoldInKernel) Plan(double now)
+    {
+        if (_audio.Step <= 0 || _video.Step <= 0)
+        {
+            Sent();
+            return (true, double.PositiveInfinity, false); // audio or video alone, or not enough seen yet: nothing to pair
+        }
+
+        var nextAudio = _offset + _audio.Last + _audio.Step;
+        var nextVideo = _offset + _video.Last + _video.Step;
+        var audioFlows = nextAudio + _budget > now; // a kind whose next frame is more than a budget late has stopped
+        var videoFlows = nextVideo + _budget > now;
+        if (audioFlows && videoFlows && !double.IsPositiveInfinity(_heldSince) && !_heldAudio && nextAudio < nextVideo
+            && nextAudio + Slack > now && nextAudio + Slack - _heldSince <= _budget)
+        {
+            return (false, nextAudio + Slack, false); // hold the video read for the audio due in a moment
+        }
+
+        Sent();
+        if (!audioFlows && !videoFlows)
+        {
+            // The publisher paused: look now and then (what comes first may sit below the low-water mark).
+            return (true, now + 4 * _budget, false);
+        }
+
+        if (audioFlows && videoFlows && nextVideo <= nextAudio && nextVideo >= now && nextAudio + Slack - nextVideo <= _budget)
+        {
+            return (true, nextAudio + Slack, true); // video, then audio soon after: read both at once
+        }
+
+        var audioWaitsForVideo = nextVideo - nextAudio + Slack <= _budget;
+        var due = !videoFlows || (audioFlows && nextAudio < nextVideo && !audioWaitsForVideo) ? nextAudio : nextVideo;
+
+        // A frame a little late (jitter, a busy encoder) is looked for again shortly.
+        return (true, Math.Max(due, now) + Slack, false);
+    }
+
+    private void Sent()
+    {
+        _heldSince = double.PositiveInfinity;
+        _heldAudio = false;
+    }
+
+    private struct Track
+    {
+        public bool Seen;
+        public uint Last;
+        public double Step;
+    }
+}
