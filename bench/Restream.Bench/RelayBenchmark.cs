@@ -71,10 +71,13 @@ public static class RelayBenchmark
                 rows.Add(medians[key].Row(runs[key]));
             }
 
-            if (medians.TryGetValue("restream", out var ours) && medians.TryGetValue("nginx-rtmp", out var nginx))
+            foreach (var key in new[] { "restream", "restream-budget" })
             {
-                rows.Add($"| {fanout} | **ratio restream/nginx** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | {(double)ours.RssMb / nginx.RssMb:0.00}× | " +
-                         $"{ours.P50 / nginx.P50:0.00}× | {ours.P99 / nginx.P99:0.00}× | {ours.AudioP50 / nginx.AudioP50:0.00}× | {ours.AudioP99 / nginx.AudioP99:0.00}× | | |");
+                if (medians.TryGetValue(key, out var ours) && medians.TryGetValue("nginx-rtmp", out var nginx))
+                {
+                    rows.Add($"| {fanout} | **ratio {key}/nginx** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | {(double)ours.RssMb / nginx.RssMb:0.00}× | " +
+                             $"{ours.P50 / nginx.P50:0.00}× | {ours.P99 / nginx.P99:0.00}× | {ours.AudioP50 / nginx.AudioP50:0.00}× | {ours.AudioP99 / nginx.AudioP99:0.00}× | | |");
+                }
             }
         }
 

@@ -212,14 +212,20 @@ public sealed partial class DestinationPusher
         {
             while (await queue.WaitToReadAsync().ConfigureAwait(false))
             {
+                // Everything queued goes out in one write (a read's worth of frames, or a backlog) ...
                 while (queue.TryDequeue(out var frame))
                 {
                     batch.Add(frame);
-                    if (batch.Count < MaxBatch && (queue.Count > 0 || Hold(frame, ref heldSince)))
+                    if (batch.Count == MaxBatch)
                     {
-                        continue;
+                        heldSince = 0;
+                        await SendBatchAsync(client, batch, cancellationToken).ConfigureAwait(false);
                     }
+                }
 
+                // ... unless it ends with an audio frame that may wait for the next video frame.
+                if (batch.Count > 0 && !Hold(batch[^1], ref heldSince))
+                {
                     heldSince = 0;
                     await SendBatchAsync(client, batch, cancellationToken).ConfigureAwait(false);
                 }
