@@ -1,5 +1,5 @@
-using System.Net;
 using System.Net.Sockets;
+using Restream.IntegrationTests.Infrastructure;
 using Restream.Ingest.Rtmp;
 using Restream.Media;
 
@@ -11,26 +11,20 @@ namespace Restream.IntegrationTests;
 /// </summary>
 public sealed class DirectSendTests : IAsyncLifetime
 {
-    private Socket _listener = null!;
+    private LoopbackPair _pair = null!;
     private Socket _receiver = null!;
     private Socket _sender = null!;
 
     public async Task InitializeAsync()
     {
-        _listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        _listener.Listen();
-        _receiver = new Socket(SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096 };
-        await _receiver.ConnectAsync(_listener.LocalEndPoint!);
-        _sender = await _listener.AcceptAsync();
+        _pair = await LoopbackPair.OpenAsync(new Socket(SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096 });
+        (_receiver, _sender) = (_pair.Client, _pair.Server);
         _sender.SendBufferSize = 4096; // small buffers: a big batch fills the socket part way
     }
 
     public Task DisposeAsync()
     {
-        _receiver.Dispose();
-        _sender.Dispose();
-        _listener.Dispose();
+        _pair.Dispose();
         return Task.CompletedTask;
     }
 

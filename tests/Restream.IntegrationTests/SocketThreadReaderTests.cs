@@ -1,9 +1,9 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
-using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Restream.IntegrationTests.Infrastructure;
 using Restream.Ingest.Rtmp;
 
 namespace Restream.IntegrationTests;
@@ -11,26 +11,20 @@ namespace Restream.IntegrationTests;
 /// <summary>The ingest's receive thread, on a real loopback TCP connection.</summary>
 public sealed class SocketThreadReaderTests : IAsyncLifetime
 {
-    private Socket _listener = null!;
+    private LoopbackPair _pair = null!;
     private Socket _publisher = null!;
     private Socket _ingest = null!;
 
     public async Task InitializeAsync()
     {
-        _listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
-        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        _listener.Listen();
-        _publisher = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        await _publisher.ConnectAsync(_listener.LocalEndPoint!);
-        _ingest = await _listener.AcceptAsync();
+        _pair = await LoopbackPair.OpenAsync(new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true });
+        (_publisher, _ingest) = (_pair.Client, _pair.Server);
         _ingest.Blocking = false; // as RtmpConnection leaves it: sends never wait
     }
 
     public Task DisposeAsync()
     {
-        _publisher.Dispose();
-        _ingest.Dispose();
-        _listener.Dispose();
+        _pair.Dispose();
         return Task.CompletedTask;
     }
 

@@ -16,10 +16,14 @@ namespace Restream.Ingest.Rtmp;
 /// No frame waits longer than the budget for another one: each write carries at most one audio
 /// frame, and about as few writes go out as that allows (AAC frames come every 21 ms, video every
 /// 33 ms at 30 fps: 46–52 writes a second in the model, ~53 on a real socket, instead of one per frame, 77).
-/// Times are milliseconds on one monotonic clock; the planner does no I/O and keeps no clock of its own.
+/// Times are milliseconds on one monotonic clock (<see cref="Now"/> in the server, any clock in
+/// tests); the planner does no I/O.
 /// </summary>
 public sealed class ArrivalPlanner(TimeSpan budget)
 {
+    /// <summary>The clock the reader and the session give the planner: <see cref="System.Diagnostics.Stopwatch"/> time in milliseconds.</summary>
+    public static double Now => System.Diagnostics.Stopwatch.GetElapsedTime(0).TotalMilliseconds;
+
     /// <summary>How long after a frame is due we look for it: arrivals jitter by a millisecond or two.</summary>
     public const double Slack = 2;
 

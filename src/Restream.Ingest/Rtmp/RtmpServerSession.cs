@@ -264,7 +264,7 @@ public sealed partial class RtmpServerSession
         var frame = MediaFrame.Create(kind, timestamp, message.DetachBuffer(), length);
         if (_planner is { } planner && !frame.IsSequenceHeader)
         {
-            planner.OnFrame(kind == MediaKind.Audio, timestamp, System.Diagnostics.Stopwatch.GetElapsedTime(0).TotalMilliseconds);
+            planner.OnFrame(kind == MediaKind.Audio, timestamp, ArrivalPlanner.Now);
         }
 
         _hub.Publish(frame);

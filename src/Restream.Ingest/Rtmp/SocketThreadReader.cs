@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using System.Threading.Tasks.Sources;
@@ -156,7 +155,7 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
                 var held = false;
                 if (Pacer is { } pacer)
                 {
-                    var now = Stopwatch.GetElapsedTime(0).TotalMilliseconds;
+                    var now = ArrivalPlanner.Now;
                     var wakeBy = pacer.BeforeWait(now, out held);
                     if (!double.IsPositiveInfinity(wakeBy))
                     {
@@ -323,8 +322,7 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
 internal interface IReadPacer
 {
     /// <summary>
-    /// The reader is about to wait, at <paramref name="now"/> (milliseconds of <see cref="Stopwatch"/>
-    /// time): send what must go now, and say when the wait must end at the latest (infinity for no
+    /// The reader is about to wait, at <paramref name="now"/> (<see cref="ArrivalPlanner.Now"/>): send what must go now, and say when the wait must end at the latest (infinity for no
     /// bound) and whether frames arriving meanwhile stay in the kernel until then (<paramref name="holdInKernel"/>).
     /// </summary>
     double BeforeWait(double now, out bool holdInKernel);
