@@ -249,6 +249,8 @@ public static class RelayBenchmark
             args.AddRange(["--Restream:Rtmp:MergedRead=00:00:00", "--Restream:Relay:AudioMergeWindow=00:00:00"]);
         }
 
+        // Extra server settings for experiments, space-separated: RESTREAM_BENCH_ARGS="--Restream:Rtmp:MergedRead=00:00:00.040".
+        args.AddRange((Environment.GetEnvironmentVariable("RESTREAM_BENCH_ARGS") ?? string.Empty).Split(' ', StringSplitOptions.RemoveEmptyEntries));
         for (var i = 0; i < fanout; i++)
         {
             args.Add($"--Restream:Channels:0:Destinations:{i}:Url=rtmp://127.0.0.1:{sinkPort}/sink");
