@@ -51,6 +51,14 @@ public static class RelayBenchmark
                 ("restream-unmerged", "restream, merging off", (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: false)),
                 ("nginx-rtmp", "nginx-rtmp", (ingestPort, sinkPort) => StartNginx(resultsDir, ingestPort, sinkPort, fanout)),
             };
+            // RESTREAM_BENCH_BASELINE=/path/to/restream.dll (a copy of an earlier build's output): the
+            // same defaults and budget runs of that build, alternated with this one, for A/B figures.
+            if (Environment.GetEnvironmentVariable("RESTREAM_BENCH_BASELINE") is { Length: > 0 } baseline)
+            {
+                variants.Add(("baseline", "baseline build", (ingestPort, sinkPort) => StartRestream(baseline, ingestPort, sinkPort, fanout, merged: true)));
+                variants.Add(("baseline-budget", "baseline build, 15 ms budget", (ingestPort, sinkPort) => StartRestream(baseline, ingestPort, sinkPort, fanout, merged: true, budget: true)));
+            }
+
             variants.RemoveAll(v => only is not null && !only.Split(',').Contains(v.Key));
 
             // Rounds alternate the relays (each round starts one later), so a slow minute of a shared
@@ -71,7 +79,7 @@ public static class RelayBenchmark
                 rows.Add(medians[key].Row(runs[key]));
             }
 
-            foreach (var key in new[] { "restream", "restream-budget" })
+            foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget" })
             {
                 if (medians.TryGetValue(key, out var ours) && medians.TryGetValue("nginx-rtmp", out var nginx))
                 {

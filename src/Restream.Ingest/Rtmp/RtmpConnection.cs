@@ -199,7 +199,16 @@ public sealed class RtmpConnection : IAsyncDisposable
                 _input.AdvanceTo(reader.Position);
                 var total = Interlocked.Add(ref _bytesReceived, reader.Consumed);
                 LastReceived = _time.GetTimestamp();
-                await AcknowledgeIfDueAsync(total, cancellationToken).ConfigureAwait(false);
+                if (_peerWindow != 0 && total - _lastAcknowledged >= _peerWindow)
+                {
+                    await AcknowledgeIfDueAsync(total, cancellationToken).ConfigureAwait(false);
+                }
+
+                if (message.TypeId is RtmpMessageType.Audio or RtmpMessageType.Video)
+                {
+                    return (true, message); // media: nothing for the connection to do (most messages, on the hot path)
+                }
+
                 if (await HandleControlAsync(message, cancellationToken).ConfigureAwait(false))
                 {
                     message.Dispose();

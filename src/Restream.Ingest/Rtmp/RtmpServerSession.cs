@@ -50,6 +50,7 @@ public sealed partial class RtmpServerSession
     private CancellationTokenRegistration _kick;
     private MergedRead? _mergedRead;
     private ArrivalPlanner? _planner;
+    private bool _paced;
 
     public RtmpServerSession(Socket socket, RtmpIngestOptions options, IChannelCatalog catalog, IPublishAuthorizer authorizer,
         StreamRegistry registry, IngestCounters counters, TimeProvider time, ILogger<RtmpServerSession> log,
@@ -288,6 +289,19 @@ public sealed partial class RtmpServerSession
         }
     }
 
+    /// <summary>Without a latency budget: what one read brought goes out at once, before the next wait.</summary>
+    private sealed class FlushEachRead(StreamHub hub, RtmpServerSession session) : IReadPacer
+    {
+        public int Mark => session._mergedRead?.Mark ?? 1;
+
+        public double BeforeWait(double now, out bool holdInKernel)
+        {
+            hub.FlushWakes();
+            holdInKernel = false;
+            return double.PositiveInfinity;
+        }
+    }
+
     private void HandleData(RtmpMessage message)
     {
         var reader = new AmfReader(message.Payload);
@@ -450,7 +464,15 @@ public sealed partial class RtmpServerSession
             {
                 hub.DeferWakes = true;
                 _planner = planner;
+                _paced = true;
             }
+        }
+        else if (_options.MergedRead > TimeSpan.Zero && connection.SetReadPacer(new FlushEachRead(hub, this)))
+        {
+            // Merged reads already pair audio with the video frame that woke us: each destination is
+            // woken once per read and sends what it brought in one write.
+            hub.DeferWakes = true;
+            _paced = true;
         }
 
         await connection.WriteAsync(o => ProtocolControl.WriteUserControl(o, UserControlEvent.StreamBegin, MediaStreamId), cancellationToken).ConfigureAwait(false);
@@ -548,8 +570,9 @@ public sealed partial class RtmpServerSession
         if (_isPublisher)
         {
             _isPublisher = false;
-            if (_planner is not null)
+            if (_paced)
             {
+                _paced = false;
                 _planner = null;
                 _connection?.SetReadPacer(null);
             }

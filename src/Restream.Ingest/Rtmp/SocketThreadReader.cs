@@ -92,10 +92,26 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
 
     public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
     {
-        var consumedBytes = (int)_returned.Slice(0, consumed).Length;
-        var examinedBytes = (int)_returned.Slice(0, examined).Length;
-        _examinedAll = examinedBytes >= _returned.Length;
-        _start += consumedBytes;
+        int consumedAt, examinedAt;
+        if (ReferenceEquals(consumed.GetObject(), _buffer) && ReferenceEquals(examined.GetObject(), _buffer))
+        {
+            // The sequence is one segment over _buffer: a position's integer is its index in the array.
+            consumedAt = consumed.GetInteger();
+            examinedAt = examined.GetInteger();
+        }
+        else
+        {
+            consumedAt = _start + (int)_returned.Slice(0, consumed).Length;
+            examinedAt = _start + (int)_returned.Slice(0, examined).Length;
+        }
+
+        if (consumedAt < _start || consumedAt > _end || examinedAt < consumedAt || examinedAt > _end)
+        {
+            throw new ArgumentOutOfRangeException(nameof(consumed), "a position outside the buffer last read");
+        }
+
+        _examinedAll = examinedAt >= _end;
+        _start = consumedAt;
         if (_start == _end)
         {
             _start = _end = 0;
@@ -174,7 +190,7 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
 
                 // poll(2) counts whole milliseconds: round up, so a wait never ends just before it is due.
                 var milliseconds = timeout < 0 ? -1 : (int)Math.Min(int.MaxValue / 1000, Math.Max(1, Math.Ceiling(timeout)));
-                timedOut = !_socket.Poll(milliseconds < 0 ? -1 : milliseconds * 1000, SelectMode.SelectRead);
+                timedOut = !WaitReadable(milliseconds);
                 if (held)
                 {
                     SetMark(Pacer?.Mark ?? 1);
@@ -184,17 +200,12 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
             }
 
             var room = _buffer.Length - _end;
-            var received = _socket.Receive(_buffer.AsSpan(_end), SocketFlags.None, out var error);
-            if (error == SocketError.WouldBlock)
+            var received = Receive(_buffer.AsSpan(_end));
+            if (received < 0)
             {
                 _drained = true;
                 bounded = !timedOut; // nothing at all came within the limit: wait for the next byte, however long
                 continue;
-            }
-
-            if (error != SocketError.Success)
-            {
-                throw new IOException($"the connection is closed ({error})", new SocketException((int)error));
             }
 
             _drained = received < room;
@@ -208,6 +219,27 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
             _end += received;
             return;
         }
+    }
+
+    /// <summary>Waits for data (honouring the low-water mark): false when the wait timed out.</summary>
+    private bool WaitReadable(int milliseconds) =>
+        OperatingSystem.IsLinux() ? UnixSockets.WaitReadable(_socket, milliseconds) : _socket.Poll(milliseconds < 0 ? -1 : milliseconds * 1000, SelectMode.SelectRead);
+
+    /// <summary>One non-blocking receive: the bytes read (0 at the end), or -1 when nothing is there yet.</summary>
+    private int Receive(Span<byte> buffer)
+    {
+        if (OperatingSystem.IsLinux())
+        {
+            return UnixSockets.Receive(_socket, buffer);
+        }
+
+        var received = _socket.Receive(buffer, SocketFlags.None, out var error);
+        return error switch
+        {
+            SocketError.Success => received,
+            SocketError.WouldBlock => -1,
+            _ => throw new IOException($"the connection is closed ({error})", new SocketException((int)error)),
+        };
     }
 
     /// <summary>

@@ -45,6 +45,22 @@ internal static unsafe partial class UnixSockets
     [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
     private static partial nint SendMessage(int fd, MessageHeader* message, int flags);
 
+    [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
+    private static partial nint ReceiveBytes(int fd, byte* buffer, nuint length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    private static partial int PollDescriptors(PollDescriptor* descriptors, nuint count, int timeoutMilliseconds);
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollDescriptor
+    {
+        public int Fd;
+        public short Events;
+        public short ReturnedEvents;
+    }
+
+    private const short PollIn = 0x1;
+
     /// <summary>The address of a pinned array's bytes at <paramref name="offset"/>.</summary>
     public static byte* AddressOf(byte[] pinned, int offset) =>
         (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned)) + offset;
@@ -79,6 +95,76 @@ internal static unsafe partial class UnixSockets
                 if (errno != EIntr)
                 {
                     throw new IOException($"the connection is closed ({Marshal.GetPInvokeErrorMessage(errno)})");
+                }
+            }
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Waits until the socket is readable (its receive low-water mark is met, it has an error, or the
+    /// peer closed), at most <paramref name="timeoutMilliseconds"/> (-1: no limit). False when the
+    /// wait timed out. A signal that interrupts the wait counts as readable: the receive that
+    /// follows finds out. The same <c>poll(2)</c> as <see cref="Socket.Poll(int, SelectMode)"/>, without
+    /// the layers around it (a receive thread calls this once per wake-up).
+    /// </summary>
+    public static bool WaitReadable(Socket socket, int timeoutMilliseconds)
+    {
+        var handle = socket.SafeHandle;
+        var added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            var descriptor = new PollDescriptor { Fd = (int)handle.DangerousGetHandle(), Events = PollIn };
+            return PollDescriptors(&descriptor, 1, timeoutMilliseconds) != 0;
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>
+    /// One non-blocking <c>recv</c>: the bytes read (0 at the end of the stream), or -1 when nothing
+    /// is there yet. Throws <see cref="IOException"/> when the connection is broken.
+    /// </summary>
+    public static int Receive(Socket socket, Span<byte> buffer)
+    {
+        var handle = socket.SafeHandle;
+        var added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            var fd = (int)handle.DangerousGetHandle();
+            fixed (byte* bytes = buffer)
+            {
+                while (true)
+                {
+                    var received = ReceiveBytes(fd, bytes, (nuint)buffer.Length, MsgDontWait);
+                    if (received >= 0)
+                    {
+                        return (int)received;
+                    }
+
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == EAgain)
+                    {
+                        return -1;
+                    }
+
+                    if (errno != EIntr)
+                    {
+                        throw new IOException($"the connection is closed ({Marshal.GetPInvokeErrorMessage(errno)})");
+                    }
                 }
             }
         }

@@ -17,7 +17,10 @@ public sealed class ChunkStreamReader : IDisposable
     /// <summary>Most chunk streams one connection may have open, to bound memory per connection.</summary>
     public const int MaxChunkStreams = 64;
 
+    /// <summary>Chunk streams by id: ids below 64 (all that encoders use) in an array, the rest in a dictionary.</summary>
+    private readonly ChunkStreamState?[] _lowStreams = new ChunkStreamState?[64];
     private readonly Dictionary<int, ChunkStreamState> _streams = [];
+    private int _streamCount;
     private readonly int _maxMessageLength;
 
     public ChunkStreamReader(int maxMessageLength = 0xFFFFFF)
@@ -46,7 +49,7 @@ public sealed class ChunkStreamReader : IDisposable
     /// <summary>Drops the partly received message on a chunk stream (Abort message).</summary>
     public void Abort(int chunkStreamId)
     {
-        if (_streams.TryGetValue(chunkStreamId, out var state))
+        if (Find(chunkStreamId) is { } state)
         {
             state.ReleasePartial();
         }
@@ -116,19 +119,19 @@ public sealed class ChunkStreamReader : IDisposable
 
         reader.Advance(headerLength);
 
-        if (!_streams.TryGetValue(csid, out var state))
+        var state = Find(csid);
+        if (state is null)
         {
             if (fmt != 0)
             {
                 throw new RtmpProtocolException($"chunk stream {csid} starts with a type {fmt} header");
             }
 
-            if (_streams.Count >= MaxChunkStreams)
+            if (_streamCount >= MaxChunkStreams)
             {
                 throw new RtmpProtocolException($"more than {MaxChunkStreams} chunk streams");
             }
 
-            state = null;
         }
 
         // Work on copies so that a chunk whose body has not fully arrived changes nothing.
@@ -222,7 +225,16 @@ public sealed class ChunkStreamReader : IDisposable
         if (state is null)
         {
             state = new ChunkStreamState();
-            _streams.Add(csid, state);
+            if (csid < _lowStreams.Length)
+            {
+                _lowStreams[csid] = state;
+            }
+            else
+            {
+                _streams.Add(csid, state);
+            }
+
+            _streamCount++;
         }
 
         state.Header = s;
@@ -247,14 +259,24 @@ public sealed class ChunkStreamReader : IDisposable
         return ChunkResult.Message;
     }
 
+    private ChunkStreamState? Find(int csid) =>
+        (uint)csid < (uint)_lowStreams.Length ? _lowStreams[csid] : _streams.GetValueOrDefault(csid);
+
     public void Dispose()
     {
+        foreach (var state in _lowStreams)
+        {
+            state?.ReleasePartial();
+        }
+
         foreach (var state in _streams.Values)
         {
             state.ReleasePartial();
         }
 
+        Array.Clear(_lowStreams);
         _streams.Clear();
+        _streamCount = 0;
     }
 
     private struct ChunkHeader
