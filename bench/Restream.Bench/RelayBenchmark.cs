@@ -36,7 +36,8 @@ public static class RelayBenchmark
             return 1;
         }
 
-        // RESTREAM_BENCH_ONLY=restream,nginx-rtmp (any of restream, restream-budget, restream-unmerged, nginx-rtmp) measures only those;
+        // RESTREAM_BENCH_ONLY=restream,nginx-rtmp (any of restream, restream-budget, restream-unmerged, nginx-rtmp, floor,
+        // floor-unmerged, baseline, baseline-budget) measures only those;
         // the ratio needs restream and nginx-rtmp.
         var only = Environment.GetEnvironmentVariable("RESTREAM_BENCH_ONLY");
         var rows = new List<string>();
@@ -51,6 +52,14 @@ public static class RelayBenchmark
                 ("restream-unmerged", "restream, merging off", (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: false)),
                 ("nginx-rtmp", "nginx-rtmp", (ingestPort, sinkPort) => StartNginx(resultsDir, ingestPort, sinkPort, fanout)),
             };
+            // The floor: a C forwarder that makes a relay's system calls and nothing else (bench/floor-relay.c),
+            // merged like our defaults (a 10 ms mark at 3 Mb/s, 40 ms at most) and frame by frame. One destination only.
+            if (fanout == 1)
+            {
+                variants.Add(("floor", "floor (C forwarder, merged reads)", (ingestPort, sinkPort) => StartFloor(repoRoot, resultsDir, ingestPort, sinkPort, lowat: 3750, waitMs: 40)));
+                variants.Add(("floor-unmerged", "floor (C forwarder, every frame)", (ingestPort, sinkPort) => StartFloor(repoRoot, resultsDir, ingestPort, sinkPort, lowat: 1, waitMs: -1)));
+            }
+
             // RESTREAM_BENCH_BASELINE=/path/to/restream.dll (a copy of an earlier build's output): the
             // same defaults and budget runs of that build, alternated with this one, for A/B figures.
             if (Environment.GetEnvironmentVariable("RESTREAM_BENCH_BASELINE") is { Length: > 0 } baseline)
@@ -79,7 +88,7 @@ public static class RelayBenchmark
                 rows.Add(medians[key].Row(runs[key]));
             }
 
-            foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget" })
+            foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget", "floor", "floor-unmerged" })
             {
                 if (medians.TryGetValue(key, out var ours) && medians.TryGetValue("nginx-rtmp", out var nginx))
                 {
@@ -268,6 +277,23 @@ public static class RelayBenchmark
         var process = RelayProcess.Start("dotnet", args, dir: null);
         await Task.CompletedTask;
         return process;
+    }
+
+    private static async Task<RelayProcess> StartFloor(string repoRoot, string resultsDir, int ingestPort, int sinkPort, int lowat, int waitMs)
+    {
+        var binary = Path.Combine(resultsDir, "floor-relay");
+        if (!File.Exists(binary) || File.GetLastWriteTimeUtc(binary) < File.GetLastWriteTimeUtc(Path.Combine(repoRoot, "bench", "floor-relay.c")))
+        {
+            var compile = Process.Start(new ProcessStartInfo("cc", ["-O2", "-o", binary, Path.Combine(repoRoot, "bench", "floor-relay.c")]))!;
+            await compile.WaitForExitAsync();
+            if (compile.ExitCode != 0)
+            {
+                throw new InvalidOperationException("cc could not build bench/floor-relay.c");
+            }
+        }
+
+        return RelayProcess.Start(binary, [ingestPort.ToString(CultureInfo.InvariantCulture), sinkPort.ToString(CultureInfo.InvariantCulture),
+            lowat.ToString(CultureInfo.InvariantCulture), waitMs.ToString(CultureInfo.InvariantCulture)], dir: null);
     }
 
     private static async Task<RelayProcess> StartNginx(string resultsDir, int ingestPort, int sinkPort, int fanout)

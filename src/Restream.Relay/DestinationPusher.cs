@@ -213,14 +213,10 @@ public sealed partial class DestinationPusher
             while (await queue.WaitToReadAsync().ConfigureAwait(false))
             {
                 // Everything queued goes out in one write (a read's worth of frames, or a backlog) ...
-                while (queue.TryDequeue(out var frame))
+                while (queue.DequeueInto(batch, MaxBatch) > 0 && batch.Count == MaxBatch)
                 {
-                    batch.Add(frame);
-                    if (batch.Count == MaxBatch)
-                    {
-                        heldSince = 0;
-                        await SendBatchAsync(client, batch, cancellationToken).ConfigureAwait(false);
-                    }
+                    heldSince = 0;
+                    await SendBatchAsync(client, batch, cancellationToken).ConfigureAwait(false);
                 }
 
                 // ... unless it ends with an audio frame that may wait for the next video frame.

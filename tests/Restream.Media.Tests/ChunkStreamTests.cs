@@ -201,4 +201,47 @@ public sealed class ChunkStreamTests
 
         Assert.Throws<RtmpProtocolException>(() => FixtureReader.ReadAll(writer.WrittenMemory));
     }
+
+    [Fact]
+    public void The_chunk_stream_limit_counts_low_and_high_ids_together()
+    {
+        // Ids below 64 live in an array, the others in a dictionary: the limit covers both.
+        var writer = new ArrayBufferWriter<byte>();
+        for (var i = 0; i <= ChunkStreamReader.MaxChunkStreams; i++)
+        {
+            var csid = i % 2 == 0 ? 3 + (i / 2) : 100 + i;
+            ChunkStreamWriter.WriteMessage(writer, 128, csid, RtmpMessageType.Audio, 0, 1, new byte[] { 1 });
+        }
+
+        Assert.Throws<RtmpProtocolException>(() => FixtureReader.ReadAll(writer.WrittenMemory));
+    }
+
+    [Theory]
+    [InlineData(5)]
+    [InlineData(63)]
+    [InlineData(64)]
+    [InlineData(400)]
+    public void Abort_drops_the_partial_message_of_its_chunk_stream_only(int csid)
+    {
+        // A 300-byte message on csid, cut after its first 128-byte chunk; a whole one on another stream.
+        var whole = new ArrayBufferWriter<byte>();
+        ChunkStreamWriter.WriteMessage(whole, 128, csid, RtmpMessageType.Audio, 1, 1, Body(300, 1));
+        var other = new ArrayBufferWriter<byte>();
+        ChunkStreamWriter.WriteMessage(other, 128, csid == 5 ? 6 : 5, RtmpMessageType.Video, 2, 1, Body(100, 2));
+        var firstChunk = whole.WrittenSpan[..((csid < 64 ? 1 : csid < 320 ? 2 : 3) + 11 + 128)].ToArray();
+
+        using var reader = new ChunkStreamReader();
+        var input = new SequenceReader<byte>(new ReadOnlySequence<byte>(firstChunk));
+        Assert.False(reader.TryReadMessage(ref input, out _));
+        reader.Abort(csid);
+
+        // After the abort the stream starts over with a full message: it arrives whole, and so does the other.
+        var rest = new SequenceReader<byte>(new ReadOnlySequence<byte>([.. whole.WrittenSpan, .. other.WrittenSpan]));
+        Assert.True(reader.TryReadMessage(ref rest, out var first));
+        Assert.Equal(Body(300, 1), first.Span.ToArray());
+        first.Dispose();
+        Assert.True(reader.TryReadMessage(ref rest, out var second));
+        Assert.Equal(Body(100, 2), second.Span.ToArray());
+        second.Dispose();
+    }
 }

@@ -131,6 +131,36 @@ public sealed class StreamHubTests
     }
 
     [Fact]
+    public void DequeueInto_moves_frames_in_order_up_to_the_batch_limit_and_frees_their_room()
+    {
+        // Room for three frames of 8 bytes: a batch taken out makes room for as many new ones.
+        var queue = new FrameQueue(maxFrames: 3, maxBytes: 1024);
+        queue.Enqueue(Key(0), isBoundary: true);
+        queue.Enqueue(Inter(33), isBoundary: false);
+        queue.Enqueue(Inter(66), isBoundary: false);
+        var batch = new List<MediaFrame>();
+        batch.Add(Audio(10)); // a frame held from before stays first
+
+        Assert.Equal(2, queue.DequeueInto(batch, max: 3));
+        Assert.Equal(new uint[] { 10, 0, 33 }, batch.Select(f => f.Timestamp));
+        Assert.Equal(1, queue.Count);
+        Assert.Equal(0, queue.DequeueInto(batch, max: 3)); // the batch is full: nothing moves
+
+        queue.Enqueue(Inter(99), isBoundary: false);
+        queue.Enqueue(Inter(133), isBoundary: false);
+        Assert.Equal(0, queue.DroppedFrames); // taking two out made room for two more
+
+        var rest = new List<MediaFrame>();
+        Assert.Equal(3, queue.DequeueInto(rest, max: 64));
+        Assert.Equal(new uint[] { 66, 99, 133 }, rest.Select(f => f.Timestamp));
+        Assert.Equal(0, queue.DequeueInto(rest, max: 64));
+        foreach (var frame in batch.Concat(rest))
+        {
+            frame.Release();
+        }
+    }
+
+    [Fact]
     public async Task Waiting_reader_wakes_for_a_frame_and_for_the_end()
     {
         var queue = new FrameQueue();

@@ -156,6 +156,26 @@ public sealed class FrameQueue : IValueTaskSource<bool>
         }
     }
 
+    /// <summary>
+    /// Moves queued frames to <paramref name="batch"/> under one lock, until it holds
+    /// <paramref name="max"/> frames: how many were moved.
+    /// </summary>
+    public int DequeueInto(List<MediaFrame> batch, int max)
+    {
+        lock (_gate)
+        {
+            var moved = 0;
+            while (batch.Count < max && _items.TryDequeue(out var frame))
+            {
+                _bytes -= frame.Length;
+                batch.Add(frame);
+                moved++;
+            }
+
+            return moved;
+        }
+    }
+
     /// <summary>Completes when a frame is available (true) or the queue was completed and is empty (false).</summary>
     public ValueTask<bool> WaitToReadAsync()
     {

@@ -1,0 +1,111 @@
+/*
+ * floor-relay: the least a relay can cost on this machine, for the relay benchmark.
+ *
+ * A TCP forwarder with no protocol work at all: it accepts the publisher, connects to one sink and
+ * moves bytes both ways (the RTMP handshake and commands pass through; the bench's sink accepts any
+ * publish). Reads from the publisher use the same system calls as Restream's receive thread:
+ * poll(2) honouring SO_RCVLOWAT, one non-blocking recv, one send to the destination. What it costs
+ * is the kernel's share of a relay's wake-up (context switch, receive, loopback send) plus nothing:
+ * a floor under any relay's CPU for a given number of wake-ups a second, and so what a given
+ * latency bound costs at the least.
+ *
+ * usage: floor-relay LISTEN_PORT SINK_PORT LOWAT_BYTES WAIT_MS
+ *   LOWAT_BYTES  receive low-water mark once the stream flows (1: wake for every frame)
+ *   WAIT_MS      longest wait below the mark (-1: none)
+ * Built by the bench with the system's cc; Linux only.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char buffer[256 * 1024];
+
+static int send_all(int fd, const char *data, ssize_t length)
+{
+    while (length > 0) {
+        ssize_t sent = send(fd, data, (size_t)length, MSG_NOSIGNAL);
+        if (sent < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) { struct pollfd p = { fd, POLLOUT, 0 }; poll(&p, 1, -1); continue; }
+            return -1;
+        }
+        data += sent;
+        length -= sent;
+    }
+    return 0;
+}
+
+static void forward(int publisher, int sink, int lowat, int wait_ms)
+{
+    int one = 1;
+    setsockopt(publisher, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(sink, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    long forwarded = 0;
+    int marked = 0;
+    for (;;) {
+        struct pollfd fds[2] = { { publisher, POLLIN, 0 }, { sink, POLLIN, 0 } };
+        int ready = poll(fds, 2, marked ? wait_ms : -1);
+        if (ready < 0 && errno != EINTR) return;
+        /* the publisher: on a wake-up, or when the wait below the mark ran out */
+        if (ready == 0 || (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t got = recv(publisher, buffer, sizeof buffer, MSG_DONTWAIT);
+            if (got == 0) return;
+            if (got < 0 && errno != EAGAIN && errno != EINTR) return;
+            if (got > 0) {
+                if (send_all(sink, buffer, got) < 0) return;
+                forwarded += got;
+                /* past the handshake and commands: media flows, merge reads from here on */
+                if (!marked && forwarded > 64 * 1024 && lowat > 1) {
+                    setsockopt(publisher, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+                    marked = 1;
+                }
+            }
+        }
+        if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t got = recv(sink, buffer, sizeof buffer, MSG_DONTWAIT);
+            if (got == 0) return;
+            if (got < 0 && errno != EAGAIN && errno != EINTR) return;
+            if (got > 0 && send_all(publisher, buffer, got) < 0) return;
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s LISTEN_PORT SINK_PORT LOWAT_BYTES WAIT_MS\n", argv[0]);
+        return 2;
+    }
+    int listen_port = atoi(argv[1]), sink_port = atoi(argv[2]), lowat = atoi(argv[3]), wait_ms = atoi(argv[4]);
+    signal(SIGCHLD, SIG_IGN);
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons(listen_port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (bind(listener, (struct sockaddr *)&address, sizeof address) < 0 || listen(listener, 16) < 0) {
+        perror("listen");
+        return 1;
+    }
+    for (;;) {
+        int publisher = accept(listener, NULL, NULL);
+        if (publisher < 0) continue;
+        if (fork() == 0) {
+            close(listener);
+            int sink = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(sink_port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+            if (connect(sink, (struct sockaddr *)&to, sizeof to) == 0) forward(publisher, sink, lowat, wait_ms);
+            _exit(0);
+        }
+        close(publisher);
+    }
+}
