@@ -131,7 +131,6 @@ public sealed class ChunkStreamReader : IDisposable
             {
                 throw new RtmpProtocolException($"more than {MaxChunkStreams} chunk streams");
             }
-
         }
 
         // Work on copies so that a chunk whose body has not fully arrived changes nothing.
