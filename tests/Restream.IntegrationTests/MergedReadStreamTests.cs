@@ -38,6 +38,15 @@ public sealed class MergedReadStreamTests
         }
 
         Assert.NotNull(hub);
+        // With merged reads on the receive thread (the default), with or without a budget, subscribers
+        // are woken once per read (set while the publish is accepted), so every frame below reached
+        // this queue through the reader's flush before its next wait.
+        for (var i = 0; i < 100 && !hub.DeferWakes; i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.True(hub.DeferWakes, "the hub should wake subscribers once per read");
         var queue = hub.Subscribe();
         var arrivals = new Dictionary<uint, long>();
         var order = new List<(MediaKind Kind, uint Timestamp)>();
