@@ -201,7 +201,7 @@ public sealed class RtmpConnection : IAsyncDisposable
                 LastReceived = _time.GetTimestamp();
                 if (_peerWindow != 0 && total - _lastAcknowledged >= _peerWindow)
                 {
-                    await AcknowledgeIfDueAsync(total, cancellationToken).ConfigureAwait(false);
+                    await AcknowledgeAsync(total, cancellationToken).ConfigureAwait(false);
                 }
 
                 if (message.TypeId is RtmpMessageType.Audio or RtmpMessageType.Video)
@@ -231,13 +231,9 @@ public sealed class RtmpConnection : IAsyncDisposable
         }
     }
 
-    private async ValueTask AcknowledgeIfDueAsync(long total, CancellationToken cancellationToken)
+    /// <summary>Tells the peer how much we received (it is due once per its window, checked by the caller).</summary>
+    private async ValueTask AcknowledgeAsync(long total, CancellationToken cancellationToken)
     {
-        if (_peerWindow == 0 || total - _lastAcknowledged < _peerWindow)
-        {
-            return;
-        }
-
         _lastAcknowledged = total;
         await WriteAsync(o => ProtocolControl.WriteAcknowledgement(o, (uint)total), cancellationToken).ConfigureAwait(false);
     }

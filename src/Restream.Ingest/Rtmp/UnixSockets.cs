@@ -71,38 +71,19 @@ internal static unsafe partial class UnixSockets
     /// </summary>
     public static int Send(Socket socket, IoVector* vectors, int count)
     {
-        var handle = socket.SafeHandle;
-        var added = false;
-        try
+        using var lease = new HandleLease(socket);
+        var header = new MessageHeader { Vectors = vectors, VectorCount = (nuint)count };
+        while (true)
         {
-            handle.DangerousAddRef(ref added); // a close on another thread cannot recycle the fd under us
-            var header = new MessageHeader { Vectors = vectors, VectorCount = (nuint)count };
-            var fd = (int)handle.DangerousGetHandle();
-            while (true)
+            var sent = SendMessage(lease.Fd, &header, MsgDontWait | MsgNoSignal);
+            if (sent >= 0)
             {
-                var sent = SendMessage(fd, &header, MsgDontWait | MsgNoSignal);
-                if (sent >= 0)
-                {
-                    return (int)sent;
-                }
-
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno == EAgain)
-                {
-                    return 0;
-                }
-
-                if (errno != EIntr)
-                {
-                    throw new IOException($"the connection is closed ({Marshal.GetPInvokeErrorMessage(errno)})");
-                }
+                return (int)sent;
             }
-        }
-        finally
-        {
-            if (added)
+
+            if (Retry(Marshal.GetLastPInvokeError()) is false)
             {
-                handle.DangerousRelease();
+                return 0; // would block
             }
         }
     }
@@ -116,21 +97,9 @@ internal static unsafe partial class UnixSockets
     /// </summary>
     public static bool WaitReadable(Socket socket, int timeoutMilliseconds)
     {
-        var handle = socket.SafeHandle;
-        var added = false;
-        try
-        {
-            handle.DangerousAddRef(ref added);
-            var descriptor = new PollDescriptor { Fd = (int)handle.DangerousGetHandle(), Events = PollIn };
-            return PollDescriptors(&descriptor, 1, timeoutMilliseconds) != 0;
-        }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
+        using var lease = new HandleLease(socket);
+        var descriptor = new PollDescriptor { Fd = lease.Fd, Events = PollIn };
+        return PollDescriptors(&descriptor, 1, timeoutMilliseconds) != 0;
     }
 
     /// <summary>
@@ -139,40 +108,56 @@ internal static unsafe partial class UnixSockets
     /// </summary>
     public static int Receive(Socket socket, Span<byte> buffer)
     {
-        var handle = socket.SafeHandle;
-        var added = false;
-        try
+        using var lease = new HandleLease(socket);
+        fixed (byte* bytes = buffer)
         {
-            handle.DangerousAddRef(ref added);
-            var fd = (int)handle.DangerousGetHandle();
-            fixed (byte* bytes = buffer)
+            while (true)
             {
-                while (true)
+                var received = ReceiveBytes(lease.Fd, bytes, (nuint)buffer.Length, MsgDontWait);
+                if (received >= 0)
                 {
-                    var received = ReceiveBytes(fd, bytes, (nuint)buffer.Length, MsgDontWait);
-                    if (received >= 0)
-                    {
-                        return (int)received;
-                    }
+                    return (int)received;
+                }
 
-                    var errno = Marshal.GetLastPInvokeError();
-                    if (errno == EAgain)
-                    {
-                        return -1;
-                    }
-
-                    if (errno != EIntr)
-                    {
-                        throw new IOException($"the connection is closed ({Marshal.GetPInvokeErrorMessage(errno)})");
-                    }
+                if (Retry(Marshal.GetLastPInvokeError()) is false)
+                {
+                    return -1; // nothing there yet
                 }
             }
         }
-        finally
+    }
+
+    /// <summary>After a failed call: true to try again (a signal interrupted it), false when it would block; throws otherwise.</summary>
+    private static bool Retry(int errno) => errno switch
+    {
+        EIntr => true,
+        EAgain => false,
+        _ => throw new IOException($"the connection is closed ({Marshal.GetPInvokeErrorMessage(errno)})"),
+    };
+
+    /// <summary>
+    /// The socket's descriptor, held for one call: a close on another thread cannot recycle the fd
+    /// under us (the close waits for the release).
+    /// </summary>
+    private readonly ref struct HandleLease
+    {
+        private readonly SafeHandle _handle;
+        private readonly bool _added;
+
+        public HandleLease(Socket socket)
         {
-            if (added)
+            _handle = socket.SafeHandle;
+            _handle.DangerousAddRef(ref _added);
+            Fd = (int)_handle.DangerousGetHandle();
+        }
+
+        public int Fd { get; }
+
+        public void Dispose()
+        {
+            if (_added)
             {
-                handle.DangerousRelease();
+                _handle.DangerousRelease();
             }
         }
     }
