@@ -62,10 +62,14 @@ public static class RelayBenchmark
 
             // RESTREAM_BENCH_BASELINE=/path/to/restream.dll (a copy of an earlier build's output): the
             // same defaults and budget runs of that build, alternated with this one, for A/B figures.
+            // RESTREAM_BENCH_BASELINE_ENV="DOTNET_TieredCompilation=0 ..." sets runtime knobs for the
+            // baseline's process only (the baseline may be this build, to A/B a knob).
             if (Environment.GetEnvironmentVariable("RESTREAM_BENCH_BASELINE") is { Length: > 0 } baseline)
             {
-                variants.Add(("baseline", "baseline build", (ingestPort, sinkPort) => StartRestream(baseline, ingestPort, sinkPort, fanout, merged: true)));
-                variants.Add(("baseline-budget", "baseline build, 15 ms budget", (ingestPort, sinkPort) => StartRestream(baseline, ingestPort, sinkPort, fanout, merged: true, budget: true)));
+                var knobs = (Environment.GetEnvironmentVariable("RESTREAM_BENCH_BASELINE_ENV") ?? string.Empty)
+                    .Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(kv => kv.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv.Length > 1 ? kv[1] : string.Empty);
+                variants.Add(("baseline", "baseline build", (ingestPort, sinkPort) => StartRestream(baseline, ingestPort, sinkPort, fanout, merged: true, env: knobs)));
+                variants.Add(("baseline-budget", "baseline build, 15 ms budget", (ingestPort, sinkPort) => StartRestream(baseline, ingestPort, sinkPort, fanout, merged: true, budget: true, env: knobs)));
             }
 
             variants.RemoveAll(v => only is not null && !only.Split(',').Contains(v.Key));
@@ -248,7 +252,8 @@ public static class RelayBenchmark
     private static double Percentile(List<double> sorted, double p) =>
         sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)(p * sorted.Count))];
 
-    private static async Task<RelayProcess> StartRestream(string server, int ingestPort, int sinkPort, int fanout, bool merged, bool budget = false)
+    private static async Task<RelayProcess> StartRestream(string server, int ingestPort, int sinkPort, int fanout, bool merged, bool budget = false,
+        IReadOnlyDictionary<string, string>? env = null)
     {
         var args = new List<string>
         {
@@ -274,7 +279,7 @@ public static class RelayBenchmark
             args.Add($"--Restream:Channels:0:Destinations:{i}:Key=d{i}");
         }
 
-        var process = RelayProcess.Start("dotnet", args, dir: null);
+        var process = RelayProcess.Start("dotnet", args, dir: null, env);
         await Task.CompletedTask;
         return process;
     }
@@ -406,12 +411,17 @@ public static class RelayBenchmark
             _clock = new ThreadClock(() => Tree(process.Id));
         }
 
-        public static RelayProcess Start(string file, IEnumerable<string> args, string? dir)
+        public static RelayProcess Start(string file, IEnumerable<string> args, string? dir, IReadOnlyDictionary<string, string>? env = null)
         {
             var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
             foreach (var a in args)
             {
                 info.ArgumentList.Add(a);
+            }
+
+            foreach (var (name, value) in env ?? new Dictionary<string, string>())
+            {
+                info.Environment[name] = value;
             }
 
             var process = Process.Start(info)!;
