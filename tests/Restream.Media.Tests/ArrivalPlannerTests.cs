@@ -34,6 +34,17 @@ public sealed class ArrivalPlannerTests
     }
 
     [Fact]
+    public void Frames_that_come_late_wake_the_reader_when_they_come_not_a_timer_that_keeps_looking()
+    {
+        // A publisher whose frames come up to 8 ms after their time, at random (FFmpeg's -re pacing,
+        // a busy encoder, a muxer that writes a chunk's header and body apart).
+        var run = Simulate(Stream(seconds: 20, videoStep: 1000.0 / 30, audioStep: 1024 / 48.0), jitter: 0, lateBy: 8);
+        Assert.True(run.WakesPerSecond <= run.WritesPerSecond * 1.25, $"{run.WakesPerSecond:0} wake-ups a second for {run.WritesPerSecond:0} writes");
+        Assert.True(run.MaxWaitAfterStart <= Budget + ArrivalPlanner.Slack + 1, $"a frame waited {run.MaxWaitAfterStart:0.0} ms");
+        Assert.Equal(run.Frames, run.FramesSent);
+    }
+
+    [Fact]
     public void At_60_fps_audio_pairs_with_video_and_nothing_waits_long()
     {
         var run = Simulate(Stream(seconds: 10, videoStep: 1000.0 / 60, audioStep: 1024 / 48.0), jitter: 0);
@@ -107,10 +118,10 @@ public sealed class ArrivalPlannerTests
     }
 
     /// <summary>Replays arrivals through the planner the way SocketThreadReader and the hub use it.</summary>
-    private static Run Simulate(List<Frame> frames, double jitter)
+    private static Run Simulate(List<Frame> frames, double jitter, double lateBy = 0)
     {
         var random = new Random(7);
-        var arrivals = frames.Select(f => f with { Arrival = 1000 + f.Arrival + (random.NextDouble() * 2 - 1) * jitter })
+        var arrivals = frames.Select(f => f with { Arrival = 1000 + f.Arrival + (random.NextDouble() * 2 - 1) * jitter + random.NextDouble() * lateBy })
             .OrderBy(f => f.Arrival).ToList();
         var planner = new ArrivalPlanner(TimeSpan.FromMilliseconds(Budget));
         var pending = new List<Frame>();
@@ -121,12 +132,17 @@ public sealed class ArrivalPlannerTests
         var next = 0;
         var now = 0.0;
         var wakeBy = double.PositiveInfinity;
-        var holdInKernel = false;
+        var mark = WaitMark.Merged;
         while (next < arrivals.Count)
         {
             // The kernel wakes the reader when a video frame is in (above the mark, unless the mark was
-            // raised to hold it) or at the planner's time.
-            var video = holdInKernel ? null : arrivals.Skip(next).FirstOrDefault(f => !f.Audio);
+            // raised to hold it), when anything is in (the mark lowered to a byte), or at the planner's time.
+            var video = mark switch
+            {
+                WaitMark.Hold => null,
+                WaitMark.AnyByte => arrivals.Skip(next).FirstOrDefault(),
+                _ => arrivals.Skip(next).FirstOrDefault(f => !f.Audio),
+            };
             var byVideo = video is null ? double.PositiveInfinity : Math.Max(now, video.Arrival);
             var byTime = double.IsPositiveInfinity(wakeBy) ? double.PositiveInfinity : now + Math.Max(1, Math.Ceiling(wakeBy - now));
             var wake = Math.Min(byVideo, byTime);
@@ -144,8 +160,12 @@ public sealed class ArrivalPlannerTests
                 pending.Add(frame);
             }
 
-            (var send, wakeBy, holdInKernel) = planner.Plan(now);
-            holdInKernel &= !double.IsPositiveInfinity(wakeBy);
+            (var send, wakeBy, mark) = planner.Plan(now);
+            if (mark == WaitMark.Hold && double.IsPositiveInfinity(wakeBy))
+            {
+                mark = WaitMark.Merged;
+            }
+
             if (send && pending.Count > 0)
             {
                 writes++;

@@ -80,16 +80,17 @@ public sealed class ArrivalPlanner(TimeSpan budget)
 
     /// <summary>
     /// The reader is about to wait at <paramref name="now"/>: whether what it has read goes out now
-    /// (<c>Send</c>), the latest the wait may end (<c>WakeBy</c>; infinity for no bound), and whether the
-    /// next video frame should stay in the kernel until then (<c>HoldInKernel</c>: the reader raises the
-    /// socket's low-water mark, so the video and the audio due just after it are read with one wake-up).
+    /// (<c>Send</c>), the latest the wait may end (<c>WakeBy</c>; infinity for no bound), and what wakes it
+    /// meanwhile (<c>Mark</c>): the merged-read low-water mark; a raised one, so the next video frame stays
+    /// in the kernel and it and the audio due just after it are read with one wake-up; or any byte, for
+    /// a frame that is late.
     /// </summary>
-    public (bool Send, double WakeBy, bool HoldInKernel) Plan(double now)
+    public (bool Send, double WakeBy, WaitMark Mark) Plan(double now)
     {
         if (_audio.Step <= 0 || _video.Step <= 0)
         {
             Sent();
-            return (true, double.PositiveInfinity, false); // audio or video alone, or not enough seen yet: nothing to pair
+            return (true, double.PositiveInfinity, WaitMark.Merged); // audio or video alone, or not enough seen yet: nothing to pair
         }
 
         var nextAudio = _offset + _audio.Last + _audio.Step;
@@ -99,26 +100,34 @@ public sealed class ArrivalPlanner(TimeSpan budget)
         if (audioFlows && videoFlows && !double.IsPositiveInfinity(_heldSince) && !_heldAudio && nextAudio < nextVideo
             && nextAudio + Slack > now && nextAudio + Slack - _heldSince <= _budget)
         {
-            return (false, nextAudio + Slack, false); // hold the video read for the audio due in a moment
+            return (false, nextAudio + Slack, WaitMark.Merged); // hold the video read for the audio due in a moment
         }
 
         Sent();
         if (!audioFlows && !videoFlows)
         {
             // The publisher paused: look now and then (what comes first may sit below the low-water mark).
-            return (true, now + 4 * _budget, false);
+            return (true, now + 4 * _budget, WaitMark.Merged);
         }
 
         if (audioFlows && videoFlows && nextVideo <= nextAudio && nextVideo >= now && nextAudio + Slack - nextVideo <= _budget)
         {
-            return (true, nextAudio + Slack, true); // video, then audio soon after: read both at once
+            return (true, nextAudio + Slack, WaitMark.Hold); // video, then audio soon after: read both at once
         }
 
         var audioWaitsForVideo = nextVideo - nextAudio + Slack <= _budget;
         var due = !videoFlows || (audioFlows && nextAudio < nextVideo && !audioWaitsForVideo) ? nextAudio : nextVideo;
 
-        // A frame a little late (jitter, a busy encoder) is looked for again shortly.
-        return (true, Math.Max(due, now) + Slack, false);
+        if (due + Slack <= now)
+        {
+            // Looked for and not there: the publisher is late (jitter, a busy encoder, a muxer that
+            // writes a chunk's header and body apart). Its bytes wake us the moment they come, rather
+            // than a timer every few milliseconds that mostly finds nothing; until the kind counts as
+            // stopped.
+            return (true, due + _budget, WaitMark.AnyByte);
+        }
+
+        return (true, due + Slack, WaitMark.Merged);
     }
 
     private void Sent()
@@ -133,4 +142,17 @@ public sealed class ArrivalPlanner(TimeSpan budget)
         public uint Last;
         public double Step;
     }
+}
+
+/// <summary>What wakes a publisher's reader during its next wait (the socket's receive low-water mark).</summary>
+public enum WaitMark
+{
+    /// <summary>The merged-read mark (<see cref="MergedRead"/>): a video frame wakes the reader, audio waits below it.</summary>
+    Merged,
+
+    /// <summary>Raised out of reach: what arrives stays in the kernel until the wait's end.</summary>
+    Hold,
+
+    /// <summary>Lowered to one byte: anything that arrives wakes the reader at once.</summary>
+    AnyByte,
 }

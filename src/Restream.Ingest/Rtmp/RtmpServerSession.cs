@@ -276,15 +276,15 @@ public sealed partial class RtmpServerSession
     {
         public int Mark => session._mergedRead?.Mark ?? 1;
 
-        public double BeforeWait(double now, out bool holdInKernel)
+        public double BeforeWait(double now, out WaitMark mark)
         {
-            var (send, wakeBy, hold) = planner.Plan(now);
+            var (send, wakeBy, planned) = planner.Plan(now);
             if (send)
             {
                 hub.FlushWakes();
             }
 
-            holdInKernel = hold;
+            mark = planned;
             return wakeBy;
         }
     }
@@ -294,10 +294,10 @@ public sealed partial class RtmpServerSession
     {
         public int Mark => session._mergedRead?.Mark ?? 1;
 
-        public double BeforeWait(double now, out bool holdInKernel)
+        public double BeforeWait(double now, out WaitMark mark)
         {
             hub.FlushWakes();
-            holdInKernel = false;
+            mark = WaitMark.Merged;
             return double.PositiveInfinity;
         }
     }

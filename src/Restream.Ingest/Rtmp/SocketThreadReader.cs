@@ -168,30 +168,34 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
             {
                 var limit = bounded ? WaitLimit : Timeout.InfiniteTimeSpan;
                 var timeout = limit == Timeout.InfiniteTimeSpan ? -1 : Math.Max(1, limit.TotalMilliseconds);
-                var held = false;
+                var mark = WaitMark.Merged;
                 if (Pacer is { } pacer)
                 {
                     var now = ArrivalPlanner.Now;
-                    var wakeBy = pacer.BeforeWait(now, out held);
+                    var wakeBy = pacer.BeforeWait(now, out mark);
                     if (!double.IsPositiveInfinity(wakeBy))
                     {
                         timeout = timeout < 0 ? wakeBy - now : Math.Min(timeout, wakeBy - now);
                     }
-                    else
+                    else if (mark == WaitMark.Hold)
                     {
-                        held = false; // a hold needs a time to end
+                        mark = WaitMark.Merged; // a hold needs a time to end
                     }
 
-                    if (held)
+                    if (mark == WaitMark.Hold || (mark == WaitMark.AnyByte && pacer.Mark > 1))
                     {
-                        SetMark(HoldMark);
+                        SetMark(mark == WaitMark.Hold ? HoldMark : 1);
+                    }
+                    else
+                    {
+                        mark = WaitMark.Merged;
                     }
                 }
 
                 // poll(2) counts whole milliseconds: round up, so a wait never ends just before it is due.
                 var milliseconds = timeout < 0 ? -1 : (int)Math.Min(int.MaxValue / 1000, Math.Max(1, Math.Ceiling(timeout)));
                 timedOut = !WaitReadable(milliseconds);
-                if (held)
+                if (mark != WaitMark.Merged)
                 {
                     SetMark(Pacer?.Mark ?? 1);
                 }
@@ -355,9 +359,9 @@ internal interface IReadPacer
 {
     /// <summary>
     /// The reader is about to wait, at <paramref name="now"/> (<see cref="ArrivalPlanner.Now"/>): send what must go now, and say when the wait must end at the latest (infinity for no
-    /// bound) and whether frames arriving meanwhile stay in the kernel until then (<paramref name="holdInKernel"/>).
+    /// bound) and what wakes the reader meanwhile (<paramref name="mark"/>).
     /// </summary>
-    double BeforeWait(double now, out bool holdInKernel);
+    double BeforeWait(double now, out WaitMark mark);
 
     /// <summary>The socket's receive low-water mark when nothing is held (see <see cref="MergedRead"/>).</summary>
     int Mark { get; }
