@@ -121,9 +121,9 @@ public sealed class ArrivalPlanner(TimeSpan budget)
         if (due + Slack <= now)
         {
             // Looked for and not there: the publisher is late (jitter, a busy encoder, a muxer that
-            // writes a chunk's header and body apart). Its bytes wake us the moment they come, rather
-            // than a timer every few milliseconds that mostly finds nothing; until the kind counts as
-            // stopped.
+            // writes a chunk's header and body apart). Any byte wakes us, so the frame is read the
+            // moment it comes instead of by a timer every few milliseconds that mostly finds nothing.
+            // The wait ends when this kind of frame counts as stopped; the next plan handles that.
             return (true, due + _budget, WaitMark.AnyByte);
         }
 
