@@ -168,34 +168,34 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
             {
                 var limit = bounded ? WaitLimit : Timeout.InfiniteTimeSpan;
                 var timeout = limit == Timeout.InfiniteTimeSpan ? -1 : Math.Max(1, limit.TotalMilliseconds);
-                var mark = WaitMark.Merged;
+                var waitMark = 0; // a low-water mark for this wait only; 0: the pacer's own
                 if (Pacer is { } pacer)
                 {
                     var now = ArrivalPlanner.Now;
-                    var wakeBy = pacer.BeforeWait(now, out mark);
-                    if (!double.IsPositiveInfinity(wakeBy))
+                    var wakeBy = pacer.BeforeWait(now, out var planned);
+                    var hasBound = !double.IsPositiveInfinity(wakeBy);
+                    if (hasBound)
                     {
                         timeout = timeout < 0 ? wakeBy - now : Math.Min(timeout, wakeBy - now);
                     }
-                    else if (mark == WaitMark.Hold)
-                    {
-                        mark = WaitMark.Merged; // a hold needs a time to end
-                    }
 
-                    if (mark == WaitMark.Hold || (mark == WaitMark.AnyByte && pacer.Mark > 1))
+                    // A hold needs a time to end; a byte is already the mark when reads are not merged.
+                    waitMark = planned switch
                     {
-                        SetMark(mark == WaitMark.Hold ? HoldMark : 1);
-                    }
-                    else
+                        WaitMark.Hold when hasBound => HoldMark,
+                        WaitMark.AnyByte when pacer.Mark > 1 => 1,
+                        _ => 0,
+                    };
+                    if (waitMark > 0)
                     {
-                        mark = WaitMark.Merged;
+                        SetMark(waitMark);
                     }
                 }
 
                 // poll(2) counts whole milliseconds: round up, so a wait never ends just before it is due.
                 var milliseconds = timeout < 0 ? -1 : (int)Math.Min(int.MaxValue / 1000, Math.Max(1, Math.Ceiling(timeout)));
                 timedOut = !WaitReadable(milliseconds);
-                if (mark != WaitMark.Merged)
+                if (waitMark > 0)
                 {
                     SetMark(Pacer?.Mark ?? 1);
                 }
