@@ -24,6 +24,9 @@ public sealed partial class SrtServer(
 {
     private const int TimeoutError = 6003;
     private const int WouldBlockError = 6002;
+    private const long MinimumReceiveBuffer = 1 << 20;
+    private const long RecommendedReceiveBuffer = 16 << 20;
+    private static readonly TimeSpan StatsSnapshotInterval = TimeSpan.FromSeconds(1);
     private readonly List<int> _open = [];
     private int _listener = -1;
 
@@ -64,6 +67,28 @@ public sealed partial class SrtServer(
         return streamId.Length > 0 && !streamId.Contains(':') ? (streamId, true) : (null, false);
     }
 
+    /// <summary>
+    /// libsrt asks the kernel for a 12 MB UDP receive buffer, and Linux grants at most net.core.rmem_max (212992 bytes
+    /// unless raised). A keyframe burst, or a moment when the receive thread is not scheduled, beyond what fits is lost
+    /// in the kernel before libsrt sees it, and must then be repaired within the latency like loss on the wire.
+    /// </summary>
+    public static string? ReceiveBufferWarning(long? rmemMax) => rmemMax is { } limit and < MinimumReceiveBuffer
+        ? $"the kernel caps UDP receive buffers at {limit / 1024} KiB (net.core.rmem_max), so a burst larger than that is lost before SRT sees it " +
+          $"and costs retransmissions; raise it with: sysctl -w net.core.rmem_max={RecommendedReceiveBuffer}"
+        : null;
+
+    private static long? ReadKernelLimit(string path)
+    {
+        try
+        {
+            return long.TryParse(File.ReadAllText(path).Trim(), System.Globalization.CultureInfo.InvariantCulture, out var value) ? value : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null; // not Linux, or not readable: nothing to advise
+        }
+    }
+
     protected override Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var o = options.Value;
@@ -84,6 +109,11 @@ public sealed partial class SrtServer(
 
         LibSrt.BindAndListen(_listener, new IPEndPoint(IPAddress.Parse(o.Address), o.Port), 64);
         LogListening(log, $"{o.Address}:{o.Port}", o.LatencyMs, string.IsNullOrEmpty(o.Passphrase) ? "off" : $"AES-{o.KeyLength * 8}");
+        if (ReceiveBufferWarning(ReadKernelLimit("/proc/sys/net/core/rmem_max")) is { } warning)
+        {
+            LogSmallReceiveBuffer(log, warning);
+        }
+
         stoppingToken.Register(() =>
         {
             LibSrt.srt_close(_listener);
@@ -132,6 +162,8 @@ public sealed partial class SrtServer(
     private async Task ServeAsync(int socket, string remote, CancellationToken stoppingToken)
     {
         StreamHub? hub = null;
+        TsDemuxer? demuxer = null;
+        SrtStats? lastStats = null;
         var label = "-";
         try
         {
@@ -171,9 +203,10 @@ public sealed partial class SrtServer(
             LogStarted(log, label, remote);
             LibSrt.SetInt(socket, LibSrt.SrtoRcvTimeo, 1000);
             var live = hub;
-            var demuxer = new TsDemuxer(live.Publish);
+            demuxer = new TsDemuxer(live.Publish);
             var buffer = new byte[1500];
             var lastData = time.GetTimestamp();
+            var lastSnapshot = lastData;
             while (!stoppingToken.IsCancellationRequested)
             {
                 var received = LibSrt.Receive(socket, buffer);
@@ -181,6 +214,13 @@ public sealed partial class SrtServer(
                 {
                     lastData = time.GetTimestamp();
                     demuxer.Feed(buffer.AsSpan(0, received));
+                    if (time.GetElapsedTime(lastSnapshot, lastData) >= StatsSnapshotInterval)
+                    {
+                        // libsrt refuses srt_bstats once the connection is broken: keep a recent copy for the summary.
+                        lastSnapshot = lastData;
+                        lastStats = LibSrt.Stats(socket) ?? lastStats;
+                    }
+
                     continue;
                 }
 
@@ -209,6 +249,12 @@ public sealed partial class SrtServer(
         {
             if (hub is not null)
             {
+                // What the link went through, once per session: how much loss libsrt repaired, and what came too late to repair.
+                if ((LibSrt.Stats(socket) ?? lastStats) is { } s)
+                {
+                    LogLinkSummary(log, label, s.PktRecvTotal, s.PktRcvLossTotal, s.PktRcvRetrans, s.PktRcvDropTotal, demuxer?.ContinuityErrors ?? 0, s.MsRtt);
+                }
+
                 registry.Stop(hub);
             }
 
@@ -225,6 +271,9 @@ public sealed partial class SrtServer(
     [LoggerMessage(Level = LogLevel.Information, Message = "SRT ingest listening on {Endpoint}/udp, latency {Latency} ms, encryption {Encryption}")]
     private static partial void LogListening(ILogger logger, string endpoint, int latency, string encryption);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "SRT ingest: {Advice}")]
+    private static partial void LogSmallReceiveBuffer(ILogger logger, string advice);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "SRT accept failed: {Error}")]
     private static partial void LogAcceptFailed(ILogger logger, string error);
 
@@ -233,6 +282,9 @@ public sealed partial class SrtServer(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] SRT publisher {Remote} started")]
     private static partial void LogStarted(ILogger logger, string stream, string remote);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] SRT link: {Received} packets received, {Lost} lost, {Retransmitted} retransmitted, {TooLate} too late to repair, {ContinuityErrors} TS continuity errors, RTT {Rtt:0.#} ms")]
+    private static partial void LogLinkSummary(ILogger logger, string stream, long received, long lost, long retransmitted, long tooLate, long continuityErrors, double rtt);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] SRT publisher {Remote} stopped: {Reason}")]
     private static partial void LogEnded(ILogger logger, string stream, string remote, string reason);
