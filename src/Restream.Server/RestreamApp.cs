@@ -6,6 +6,7 @@ using Restream.Server.Storage;
 using Scalar.AspNetCore;
 using Restream.Ingest.Hub;
 using Restream.Ingest.Rtmp;
+using Restream.Ingest.Srt;
 using Restream.Relay;
 
 namespace Restream.Server;
@@ -92,7 +93,8 @@ public static class RestreamApp
         services.AddSingleton<StreamRegistry>();
         services.AddSingleton<IngestCounters>();
         services.AddOptions<SrtIngestOptions>().Bind(builder.Configuration.GetSection("Restream:Srt")).ValidateOnStart();
-        services.AddHostedService<Restream.Ingest.Srt.SrtServer>();
+        services.AddSingleton<SrtServer>();
+        services.AddHostedService(sp => sp.GetRequiredService<SrtServer>());
         services.AddSingleton<RtmpServer>();
         services.AddHostedService(sp => sp.GetRequiredService<RtmpServer>());
         services.AddSingleton<Restream.Transcode.TranscodeService>();
@@ -117,9 +119,18 @@ public static class RestreamApp
             await metrics.Registry.CollectAndExportAsTextAsync(http.Response.Body, http.RequestAborted);
         });
         app.MapGet("/healthz", () => Results.Ok(new { status = "ok" }));
-        app.MapGet("/readyz", async (RtmpServer rtmp) =>
-            rtmp.BoundEndpoint.IsCompletedSuccessfully ? Results.Ok(new { status = "ready", rtmp = (await rtmp.BoundEndpoint).ToString() })
-            : Results.Json(new { status = "starting" }, statusCode: 503));
+        // Ready once every configured listener is bound (RTMP, and RTMPS and SRT when they are on): a load balancer
+        // or a test that sends a publisher before then would be refused.
+        app.MapGet("/readyz", (RtmpServer rtmp, SrtServer srt) =>
+            rtmp.BoundEndpoint.IsCompletedSuccessfully && rtmp.BoundTlsEndpoint.IsCompletedSuccessfully && srt.BoundEndpoint.IsCompletedSuccessfully
+                ? Results.Ok(new
+                {
+                    status = "ready",
+                    rtmp = rtmp.BoundEndpoint.Result.ToString(),
+                    rtmps = rtmp.BoundTlsEndpoint.Result?.ToString(),
+                    srt = srt.BoundEndpoint.Result?.ToString(),
+                })
+                : Results.Json(new { status = "starting" }, statusCode: 503));
         return app;
     }
 

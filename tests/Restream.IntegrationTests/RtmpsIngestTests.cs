@@ -37,6 +37,13 @@ public sealed class RtmpsIngestTests
             ["Restream:Rtmps:KeyFile"] = certificate.KeyFile,
         });
 
+        // Ready means every listener is bound: the RTMPS one is named.
+        using (var http = server.Http())
+        {
+            var ready = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/readyz")).RootElement;
+            Assert.Equal(($"127.0.0.1:{server.RtmpPort}", $"127.0.0.1:{tlsPort}"), (ready.GetProperty("rtmp").GetString(), ready.GetProperty("rtmps").GetString()));
+        }
+
         await using (var publisher = Ffmpeg.Publish($"rtmps://127.0.0.1:{tlsPort}/live/secure_key_24681357", 6, size: "640x360", bitrateKbps: 800))
         {
             Assert.True(await TestPorts.EventuallyAsync(() => server.Streams.Find("secure") is { FramesIn: > 30 }, TimeSpan.FromSeconds(15)),

@@ -56,6 +56,12 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
             ["Restream:Channels:0:Destinations:0:Url"] = nginx.Nginx.Url("first"),
             ["Restream:Channels:0:Destinations:0:Key"] = "from-srt",
         });
+        using (var http = server.Http())
+        {
+            var ready = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/readyz")).RootElement;
+            Assert.Equal($"127.0.0.1:{port}", ready.GetProperty("srt").GetString());
+        }
+
         // linger: the sender waits for its last packets to be delivered before closing. Without it
         // libsrt (live mode, linger 0) drops the final ~latency worth of packets at close.
         string Url(string streamId, string passphrase) =>

@@ -29,6 +29,10 @@ public sealed partial class SrtServer(
     private static readonly TimeSpan StatsSnapshotInterval = TimeSpan.FromSeconds(1);
     private readonly List<int> _open = [];
     private int _listener = -1;
+    private readonly TaskCompletionSource<IPEndPoint?> _bound = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>The SRT address listened on once bound; null when SRT is off; faulted when it could not listen.</summary>
+    public Task<IPEndPoint?> BoundEndpoint => _bound.Task;
 
     /// <summary>Parses a streamid into the stream key and whether the caller wants to publish.</summary>
     public static (string? Key, bool Publish) ParseStreamId(string streamId)
@@ -94,20 +98,32 @@ public sealed partial class SrtServer(
         var o = options.Value;
         if (!o.Enabled)
         {
+            _bound.TrySetResult(null);
             return Task.CompletedTask;
         }
 
-        LibSrt.Startup();
-        _listener = LibSrt.srt_create_socket();
-        LibSrt.SetInt(_listener, LibSrt.SrtoLatency, o.LatencyMs);
-        LibSrt.SetInt(_listener, LibSrt.SrtoOheadBw, Math.Clamp(o.OverheadBandwidthPercent, 5, 100));
-        if (!string.IsNullOrEmpty(o.Passphrase))
+        var endpoint = new IPEndPoint(IPAddress.Parse(o.Address), o.Port);
+        try
         {
-            LibSrt.SetString(_listener, LibSrt.SrtoPassphrase, o.Passphrase);
-            LibSrt.SetInt(_listener, LibSrt.SrtoPbKeyLen, o.KeyLength);
+            LibSrt.Startup();
+            _listener = LibSrt.srt_create_socket();
+            LibSrt.SetInt(_listener, LibSrt.SrtoLatency, o.LatencyMs);
+            LibSrt.SetInt(_listener, LibSrt.SrtoOheadBw, Math.Clamp(o.OverheadBandwidthPercent, 5, 100));
+            if (!string.IsNullOrEmpty(o.Passphrase))
+            {
+                LibSrt.SetString(_listener, LibSrt.SrtoPassphrase, o.Passphrase);
+                LibSrt.SetInt(_listener, LibSrt.SrtoPbKeyLen, o.KeyLength);
+            }
+
+            LibSrt.BindAndListen(_listener, endpoint, 64);
+        }
+        catch (Exception e)
+        {
+            _bound.TrySetException(e);
+            throw;
         }
 
-        LibSrt.BindAndListen(_listener, new IPEndPoint(IPAddress.Parse(o.Address), o.Port), 64);
+        _bound.TrySetResult(endpoint);
         LogListening(log, $"{o.Address}:{o.Port}", o.LatencyMs, string.IsNullOrEmpty(o.Passphrase) ? "off" : $"AES-{o.KeyLength * 8}");
         if (ReceiveBufferWarning(ReadKernelLimit("/proc/sys/net/core/rmem_max")) is { } warning)
         {

@@ -63,7 +63,12 @@ public sealed class RestreamServer : IAsyncDisposable
         var log = new CapturedLog();
         var app = RestreamApp.Build([.. args], b => b.Logging.AddProvider(log));
         await app.StartAsync();
-        await app.Services.GetRequiredService<RtmpServer>().BoundEndpoint.WaitAsync(TimeSpan.FromSeconds(10));
+        // Listeners bind on the background services' own threads (.NET 10 starts ExecuteAsync off the caller's
+        // thread): wait for every one that is configured, or a test's publisher can beat it and be refused.
+        var rtmp = app.Services.GetRequiredService<RtmpServer>();
+        await rtmp.BoundEndpoint.WaitAsync(TimeSpan.FromSeconds(10));
+        await Task.WhenAll(rtmp.BoundTlsEndpoint, app.Services.GetRequiredService<Restream.Ingest.Srt.SrtServer>().BoundEndpoint)
+            .WaitAsync(TimeSpan.FromSeconds(10));
         return new RestreamServer(app, rtmpPort, log);
     }
 
