@@ -10,8 +10,11 @@ namespace Restream.Ingest.Rtmp;
 /// socket's low-water mark, see <see cref="MergedRead"/>) and both are read and relayed together;</item>
 /// <item>a video frame due just before an audio frame is left in the kernel (the reader raises the
 /// low-water mark) until the audio is due, and both are read and relayed together;</item>
-/// <item>an audio frame that can pair with neither within the budget is read when it is due and goes
-/// out alone.</item>
+/// <item>an audio frame that can pair with neither within the budget goes out alone, read when it
+/// arrives: the low-water mark drops to about the smallest recent audio frame, so its own bytes wake the
+/// reader (a wake-up by data costs this kind of machine less than half of one by a timer);</item>
+/// <item>a video frame read with audio due within the budget waits, read, for that audio's bytes the
+/// same way.</item>
 /// </list>
 /// No frame waits longer than the budget for another one: each write carries at most one audio
 /// frame, and about as few writes go out as that allows (AAC frames come every 21 ms, video every
@@ -36,10 +39,30 @@ public sealed class ArrivalPlanner(TimeSpan budget)
     private Track _video;
     private double _heldSince = double.PositiveInfinity; // arrival of the earliest frame read but not sent
     private bool _heldAudio;
+    private int _audioBytes = int.MaxValue; // the smallest audio payload over the current and the previous second
+    private int _audioBytesWindow = int.MaxValue;
+    private double _audioWindowStart = double.NegativeInfinity;
 
-    /// <summary>Notes a media frame the reader has just taken (not sequence headers or metadata).</summary>
-    public void OnFrame(bool audio, uint timestamp, double now)
+    /// <summary>
+    /// The low-water mark for <see cref="WaitMark.Audio"/>: half the smallest audio payload of the last one to two
+    /// seconds, so the body of the next audio message wakes the reader even when its chunk header came apart from it.
+    /// </summary>
+    public int AudioMark => _audioBytes == int.MaxValue ? 1 : Math.Max(1, _audioBytes / 2);
+
+    /// <summary>Notes a media frame the reader has just taken (not sequence headers or metadata) and its payload size.</summary>
+    public void OnFrame(bool audio, uint timestamp, double now, int bytes = 1)
     {
+        if (audio)
+        {
+            if (now - _audioWindowStart >= 1000)
+            {
+                (_audioBytes, _audioBytesWindow, _audioWindowStart) = (Math.Min(_audioBytesWindow, bytes), bytes, now);
+            }
+
+            _audioBytesWindow = Math.Min(_audioBytesWindow, bytes);
+            _audioBytes = Math.Min(_audioBytes, bytes);
+        }
+
         var sample = now - timestamp;
         if (double.IsNaN(_offset) || Math.Abs(sample - _offset) > 1000)
         {
@@ -100,7 +123,7 @@ public sealed class ArrivalPlanner(TimeSpan budget)
         if (audioFlows && videoFlows && !double.IsPositiveInfinity(_heldSince) && !_heldAudio && nextAudio < nextVideo
             && nextAudio + Slack > now && nextAudio + Slack - _heldSince <= _budget)
         {
-            return (false, nextAudio + Slack, WaitMark.Merged); // hold the video read for the audio due in a moment
+            return (false, _heldSince + _budget, WaitMark.Audio); // hold the video read for the audio due in a moment: its bytes wake us
         }
 
         Sent();
@@ -125,6 +148,12 @@ public sealed class ArrivalPlanner(TimeSpan budget)
             // moment it comes instead of by a timer every few milliseconds that mostly finds nothing.
             // The wait ends when this kind of frame counts as stopped; the next plan handles that.
             return (true, due + _budget, WaitMark.AnyByte);
+        }
+
+        if (audioFlows && due == nextAudio)
+        {
+            // Audio that pairs with no video: its own bytes wake the reader as it arrives; the bound is for audio that stops.
+            return (true, due + _budget, WaitMark.Audio);
         }
 
         return (true, due + Slack, WaitMark.Merged);
@@ -155,4 +184,7 @@ public enum WaitMark
 
     /// <summary>Lowered to one byte: anything that arrives wakes the reader at once.</summary>
     AnyByte,
+
+    /// <summary>Lowered to about an audio frame (<see cref="ArrivalPlanner.AudioMark"/>): the audio due next wakes the reader as it arrives.</summary>
+    Audio,
 }

@@ -265,7 +265,7 @@ public sealed partial class RtmpServerSession
         var frame = MediaFrame.Create(kind, timestamp, message.DetachBuffer(), length);
         if (_planner is { } planner && !frame.IsSequenceHeader)
         {
-            planner.OnFrame(kind == MediaKind.Audio, timestamp, ArrivalPlanner.Now);
+            planner.OnFrame(kind == MediaKind.Audio, timestamp, ArrivalPlanner.Now, length);
         }
 
         _hub.Publish(frame);
@@ -275,6 +275,8 @@ public sealed partial class RtmpServerSession
     private sealed class PlannedReads(ArrivalPlanner planner, StreamHub hub, RtmpServerSession session) : IReadPacer
     {
         public int Mark => session._mergedRead?.Mark ?? 1;
+
+        public int AudioMark => planner.AudioMark;
 
         public double BeforeWait(double now, out WaitMark mark)
         {
@@ -293,6 +295,8 @@ public sealed partial class RtmpServerSession
     private sealed class FlushEachRead(StreamHub hub, RtmpServerSession session) : IReadPacer
     {
         public int Mark => session._mergedRead?.Mark ?? 1;
+
+        public int AudioMark => 1;
 
         public double BeforeWait(double now, out WaitMark mark)
         {

@@ -184,6 +184,7 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
                     {
                         WaitMark.Hold when hasBound => HoldMark,
                         WaitMark.AnyByte when pacer.Mark > 1 => 1,
+                        WaitMark.Audio when hasBound && pacer.AudioMark < pacer.Mark => pacer.AudioMark,
                         _ => 0,
                     };
                     if (waitMark > 0)
@@ -365,4 +366,7 @@ internal interface IReadPacer
 
     /// <summary>The socket's receive low-water mark when nothing is held (see <see cref="MergedRead"/>).</summary>
     int Mark { get; }
+
+    /// <summary>The low-water mark for <see cref="WaitMark.Audio"/>: about the smallest audio frame of late.</summary>
+    int AudioMark { get; }
 }
