@@ -21,6 +21,16 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
         Assert.EndsWith(key!, expectedKeyOrPrefix);
     }
 
+    [Fact]
+    public void A_session_end_says_whether_the_caller_hung_up_or_the_link_went_silent()
+    {
+        var lost = new SrtException("Connection was broken", 2001);
+        Assert.Equal("the caller hung up", SrtServer.EndReason(-1, lost, TimeSpan.FromMilliseconds(300)));
+        Assert.Equal("the link was lost (nothing received for 5.2 s)", SrtServer.EndReason(-1, lost, TimeSpan.FromSeconds(5.2)));
+        Assert.Equal("the caller closed", SrtServer.EndReason(0, lost, TimeSpan.Zero));
+        Assert.Equal("Operation not supported", SrtServer.EndReason(-1, new SrtException("Operation not supported", 5000), TimeSpan.Zero));
+    }
+
     [Theory]
     [InlineData(212992L, "208 KiB")]
     [InlineData(524288L, "512 KiB")]
@@ -102,6 +112,7 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
         Assert.InRange(video.Frames, seconds * Ffmpeg.Fps * 99 / 100, seconds * Ffmpeg.Fps * 101 / 100);
         Assert.DoesNotContain("srt_key_13572468", server.Log.Text);
         Assert.DoesNotContain(Passphrase, server.Log.Text);
+        Assert.Matches(@"\[stream srt/srtshow\] SRT publisher \S+ stopped: the caller (hung up|closed)", server.Log.Text);
     }
 
     [Fact]

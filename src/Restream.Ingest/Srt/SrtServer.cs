@@ -24,6 +24,7 @@ public sealed partial class SrtServer(
 {
     private const int TimeoutError = 6003;
     private const int WouldBlockError = 6002;
+    private const int ConnectionLostError = 2001;
     private const long MinimumReceiveBuffer = 1 << 20;
     private const long RecommendedReceiveBuffer = 16 << 20;
     private static readonly TimeSpan StatsSnapshotInterval = TimeSpan.FromSeconds(1);
@@ -80,6 +81,19 @@ public sealed partial class SrtServer(
         ? $"the kernel caps UDP receive buffers at {limit / 1024} KiB (net.core.rmem_max), so a burst larger than that is lost before SRT sees it " +
           $"and costs retransmissions; raise it with: sysctl -w net.core.rmem_max={RecommendedReceiveBuffer}"
         : null;
+
+    /// <summary>
+    /// Why a caller's session ended, in an operator's words. libsrt reports a caller that hung up and a link that went
+    /// silent alike (connection lost); the silence before it tells them apart, since a lost link is only declared
+    /// after seconds without a packet.
+    /// </summary>
+    public static string EndReason(int received, SrtException error, TimeSpan sinceLastData) => (received, error.Code) switch
+    {
+        (0, _) => "the caller closed",
+        (_, ConnectionLostError) when sinceLastData < TimeSpan.FromSeconds(1) => "the caller hung up",
+        (_, ConnectionLostError) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the link was lost (nothing received for {sinceLastData.TotalSeconds:0.#} s)"),
+        _ => error.Message,
+    };
 
     private static long? ReadKernelLimit(string path)
     {
@@ -253,7 +267,7 @@ public sealed partial class SrtServer(
                 }
 
                 demuxer.Flush();
-                LogEnded(log, label, remote, received == 0 ? "caller closed" : error.Message);
+                LogEnded(log, label, remote, EndReason(received, error, time.GetElapsedTime(lastData)));
                 return;
             }
         }
