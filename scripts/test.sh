@@ -5,6 +5,20 @@
 # the whole .NET test suite. Safe to run again; the tests start and stop their own servers on
 # free loopback ports.
 set -euo pipefail
+
+# The agent tests stop the agent the way a streamer does, with Ctrl+C (SIGINT). A job started in the
+# background (`bash scripts/test.sh &`, some CI runners) inherits SIGINT ignored, every process it
+# starts inherits that too, and bash cannot undo it: start again with the default disposition.
+if [ -z "${RESTREAM_TEST_SIGNALS_RESET:-}" ] && [ -r /proc/$$/status ] \
+  && (( 0x$(awk '/^SigIgn:/{print $2}' /proc/$$/status) & 2 )); then
+  if env --default-signal=INT true 2>/dev/null; then
+    export RESTREAM_TEST_SIGNALS_RESET=1
+    exec env --default-signal=INT,QUIT bash "$0" "$@"
+  fi
+  echo "warning: SIGINT is ignored in this shell (started in the background?) and this env cannot reset it;" \
+    "the agent tests, which stop the agent with Ctrl+C, will fail. Run the tests in the foreground." >&2
+fi
+
 cd "$(dirname "$0")/.."
 
 packages=(ffmpeg nginx libnginx-mod-rtmp stunnel4 openssl socat postgresql libsrt1.5-openssl srt-tools
