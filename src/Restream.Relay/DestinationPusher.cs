@@ -27,7 +27,7 @@ public enum DestinationState
 /// <summary>A point-in-time view of one destination of a live stream.</summary>
 public sealed record DestinationStatus(
     string Id, string Name, string Url, DestinationState State, long BytesSent, long FramesSent, long FramesDropped,
-    long Reconnects, TimeSpan Uptime, string? LastError);
+    long Reconnects, TimeSpan Uptime, string? LastError, DestinationLinkStats? Link = null);
 
 /// <summary>
 /// Pushes one live stream to one destination: subscribes to the stream's hub with its own bounded
@@ -50,6 +50,7 @@ public sealed partial class DestinationPusher
     private long _liveSince;
     private volatile string? _lastError;
     private volatile FrameQueue? _queue;
+    private volatile IPublishClient? _client;
     private volatile DestinationState _state = DestinationState.Idle;
 
     public DestinationPusher(StreamHub hub, DestinationConfig destination, RelayOptions options,
@@ -76,7 +77,7 @@ public sealed partial class DestinationPusher
         return new DestinationStatus(_destination.Id, _destination.Name, _destination.SafeUrl, _state,
             Interlocked.Read(ref _bytesSent), Interlocked.Read(ref _framesSent), Interlocked.Read(ref _framesDropped) + (_queue?.DroppedFrames ?? 0),
             Interlocked.Read(ref _reconnects), _state == DestinationState.Live && since != 0 ? _time.GetElapsedTime(since) : TimeSpan.Zero,
-            _lastError);
+            _lastError, _client?.LinkStats);
     }
 
     /// <summary>Delay before attempt <paramref name="attempt"/> (0-based): exponential, capped, with jitter.</summary>
@@ -157,6 +158,7 @@ public sealed partial class DestinationPusher
 
         await using (client.ConfigureAwait(false))
         {
+            using var current = new CurrentClient(this, client);
             var queue = _hub.Subscribe(_options.QueueFrames, _options.QueueBytes);
             _queue = queue;
             Interlocked.Exchange(ref _liveSince, _time.GetTimestamp());
@@ -344,4 +346,18 @@ public sealed partial class DestinationPusher
 
     [LoggerMessage(Level = LogLevel.Error, Message = "[destination {Destination}] {Url} refused the stream: {Error} (check the destination's key and URL)")]
     private static partial void LogRejected(ILogger logger, string destination, string url, string error);
+
+    /// <summary>Makes a connected client the one <see cref="GetStatus"/> reads link figures from, until the connection ends.</summary>
+    private readonly struct CurrentClient : IDisposable
+    {
+        private readonly DestinationPusher _pusher;
+
+        public CurrentClient(DestinationPusher pusher, IPublishClient client)
+        {
+            _pusher = pusher;
+            pusher._client = client;
+        }
+
+        public void Dispose() => _pusher._client = null;
+    }
 }

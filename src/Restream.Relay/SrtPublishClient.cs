@@ -32,7 +32,14 @@ public interface IPublishClient : IAsyncDisposable
 
     /// <summary>Ends the publish politely once everything queued was sent.</summary>
     Task UnpublishAsync(CancellationToken cancellationToken);
+
+    /// <summary>The link's own figures where the protocol keeps them (SRT); null for RTMP, whose TCP keeps its own counsel.</summary>
+    DestinationLinkStats? LinkStats => null;
 }
+
+/// <summary>What an outgoing SRT link went through so far: loss seen by the receiver and repaired by us, and what came too late.</summary>
+public sealed record DestinationLinkStats(string Protocol, double RttMs, long PacketsSent, long PacketsLost, long PacketsRetransmitted,
+    long PacketsDropped, double MbpsSendRate);
 
 /// <summary>
 /// Publishes to an SRT listener (an SRS SRT port, a hardware decoder): frames are muxed to MPEG-TS and
@@ -61,6 +68,10 @@ public sealed class SrtPublishClient : IPublishClient
     }
 
     public long BytesSent => Interlocked.Read(ref _bytesSent);
+
+    public DestinationLinkStats? LinkStats => Volatile.Read(ref _disposed) == 0 && LibSrt.Stats(_socket) is { } s
+        ? new DestinationLinkStats("srt", s.MsRtt, s.PktSentTotal, s.PktSndLossTotal, s.PktRetransTotal, s.PktSndDropTotal, s.MbpsSendRate)
+        : null;
 
     public static async Task<SrtPublishClient> ConnectAsync(Uri url, string? key, TimeSpan timeout, CancellationToken cancellationToken)
     {

@@ -216,6 +216,17 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
         {
             Assert.True(await TestPorts.EventuallyAsync(() => server.Relay.GetDestinations("srtout") is [{ State: Relay.DestinationState.Live }],
                 TimeSpan.FromSeconds(15)), server.Log.Text);
+
+            // The outgoing link's own figures, as an operator sees them in the API while live.
+            Assert.True(await TestPorts.EventuallyAsync(() => server.Relay.GetDestinations("srtout") is [{ Link.PacketsSent: > 100 }],
+                TimeSpan.FromSeconds(10)), server.Log.Text);
+            using var http = server.Http();
+            var destination = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/api/v1/streams")).RootElement[0].GetProperty("destinations")[0];
+            var link = destination.GetProperty("link");
+            Assert.Equal("srt", link.GetProperty("protocol").GetString());
+            Assert.True(link.GetProperty("packetsSent").GetInt64() > 100);
+            Assert.True(link.GetProperty("rttMs").GetDouble() >= 0);
+            Assert.Equal(0, link.GetProperty("packetsDropped").GetInt64());
             Assert.Equal(0, await publisher.WaitAsync(TimeSpan.FromSeconds(seconds + 30)));
         }
 

@@ -21,7 +21,7 @@ public sealed record DestinationView(
     string State, long BytesSent, long FramesSent, long FramesDropped, long Reconnects, double UptimeSeconds, string? LastError);
 
 public sealed record LiveDestinationView(string Id, string Name, string Url, string State, long BytesSent, double BitrateKbps, long FramesSent,
-    long FramesDropped, long Reconnects, double UptimeSeconds, string? LastError);
+    long FramesDropped, long Reconnects, double UptimeSeconds, string? LastError, Restream.Relay.DestinationLinkStats? Link);
 public sealed record StreamView(string Channel, string Publisher, DateTimeOffset StartedAt, double UptimeSeconds, string? VideoCodec,
     int Width, int Height, double? FrameRate, string? AudioCodec, int SampleRate, long Frames, long Bytes, double BitrateKbps,
     IReadOnlyList<LiveDestinationView> Destinations, Restream.Ingest.Hub.IngestLinkStats? Link);
@@ -370,7 +370,7 @@ public static partial class ChannelApi
                 h.Media?.FrameRate, h.Media?.AudioCodec, h.Media?.SampleRate ?? 0, h.FramesIn, h.BytesIn,
                 uptime > 0 ? h.BytesIn * 8 / 1000.0 / uptime : 0,
                 [.. relay.GetDestinations(h.Name).Select(d => new LiveDestinationView(d.Id, d.Name, d.Url, d.State.ToString().ToLowerInvariant(),
-                    d.BytesSent, d.Uptime.TotalSeconds > 1 ? d.BytesSent * 8 / 1000.0 / uptime : 0, d.FramesSent, d.FramesDropped, d.Reconnects, d.Uptime.TotalSeconds, d.LastError))],
+                    d.BytesSent, d.Uptime.TotalSeconds > 1 ? d.BytesSent * 8 / 1000.0 / uptime : 0, d.FramesSent, d.FramesDropped, d.Reconnects, d.Uptime.TotalSeconds, d.LastError, d.Link))],
                 h.LinkStats?.Invoke());
         }));
     }
