@@ -158,9 +158,9 @@ public sealed partial class DestinationPusher
 
         await using (client.ConfigureAwait(false))
         {
-            using var current = new CurrentClient(this, client);
             var queue = _hub.Subscribe(_options.QueueFrames, _options.QueueBytes);
             _queue = queue;
+            _client = client; // GetStatus reads the link's figures from it while connected
             Interlocked.Exchange(ref _liveSince, _time.GetTimestamp());
             _lastError = null;
             SetState(DestinationState.Live);
@@ -188,6 +188,7 @@ public sealed partial class DestinationPusher
             {
                 droppedBefore = queue.DroppedFrames;
                 _queue = null;
+                _client = null;
                 Interlocked.Add(ref _framesDropped, droppedBefore);
                 _hub.Unsubscribe(queue);
                 await stop.CancelAsync().ConfigureAwait(false);
@@ -346,18 +347,4 @@ public sealed partial class DestinationPusher
 
     [LoggerMessage(Level = LogLevel.Error, Message = "[destination {Destination}] {Url} refused the stream: {Error} (check the destination's key and URL)")]
     private static partial void LogRejected(ILogger logger, string destination, string url, string error);
-
-    /// <summary>Makes a connected client the one <see cref="GetStatus"/> reads link figures from, until the connection ends.</summary>
-    private readonly struct CurrentClient : IDisposable
-    {
-        private readonly DestinationPusher _pusher;
-
-        public CurrentClient(DestinationPusher pusher, IPublishClient client)
-        {
-            _pusher = pusher;
-            pusher._client = client;
-        }
-
-        public void Dispose() => _pusher._client = null;
-    }
 }
