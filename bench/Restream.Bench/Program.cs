@@ -7,6 +7,11 @@ using Restream.Bench;
 // restream-bench srt [seconds]                  SRT ingest side by side with srt-live-transmit (needs srt-tools)
 // restream-bench agent [seconds]                the agent's CPU/RSS beside its ffmpeg vs plain ffmpeg, and screen-to-ingest latency (needs xvfb, pulseaudio, x11-xserver-utils)
 var mode = args.Length > 0 ? args[0] : "relay";
+if (mode == "floor-relay")
+{
+    return Restream.Bench.FloorRelay.Run(args[1..]);
+}
+
 if (mode == "micro")
 {
     BenchmarkSwitcher.FromAssembly(typeof(FanOutBenchmarks).Assembly).Run(args[1..]);

@@ -58,6 +58,10 @@ public static class RelayBenchmark
             {
                 variants.Add(("floor", "floor (C forwarder, merged reads)", (ingestPort, sinkPort) => StartFloor(repoRoot, resultsDir, ingestPort, sinkPort, lowat: 3750, waitMs: 40)));
                 variants.Add(("floor-unmerged", "floor (C forwarder, every frame)", (ingestPort, sinkPort) => StartFloor(repoRoot, resultsDir, ingestPort, sinkPort, lowat: 1, waitMs: -1)));
+                // The same forwarder in C# under the server's runtime settings: what .NET alone adds to a wake-up.
+                variants.Add(("floor-cs", "floor (C# forwarder, every frame)", (ingestPort, sinkPort) => Task.FromResult(RelayProcess.Start("dotnet",
+                    [typeof(FloorRelay).Assembly.Location, "floor-relay", ingestPort.ToString(CultureInfo.InvariantCulture), sinkPort.ToString(CultureInfo.InvariantCulture), "1", "-1"],
+                    dir: null, new Dictionary<string, string> { ["DOTNET_TieredCompilation"] = "0", ["DOTNET_gcServer"] = "0", ["DOTNET_gcConcurrent"] = "0" }))));
             }
 
             // RESTREAM_BENCH_BASELINE=/path/to/restream.dll (a copy of an earlier build's output): the
@@ -92,7 +96,7 @@ public static class RelayBenchmark
                 rows.Add(medians[key].Row(runs[key]));
             }
 
-            foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget", "floor", "floor-unmerged" })
+            foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget", "floor", "floor-unmerged", "floor-cs" })
             {
                 if (medians.TryGetValue(key, out var ours) && medians.TryGetValue("nginx-rtmp", out var nginx))
                 {
