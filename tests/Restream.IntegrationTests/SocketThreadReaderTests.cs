@@ -128,6 +128,55 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
     }
 
     [Fact]
+    public Task A_wait_mark_stays_until_a_wait_wants_another_and_the_pacers_own_comes_back_before_an_unbounded_wait() =>
+        Task.Run(async () =>
+        {
+            var reader = new SocketThreadReader(_ingest);
+            var pacer = new ScriptedPacer([WaitMark.Hold, WaitMark.Hold, WaitMark.Merged]);
+            reader.Pacer = pacer;
+
+            // Two holds in a row: what arrives stays in the kernel until each hold's time is up, and
+            // the mark is raised once, not raised and put back around every wait.
+            for (var i = 0; i < 2; i++)
+            {
+                await _publisher.SendAsync(new byte[10]); // sent first: a read on the receive thread waits in place
+                var watch = Stopwatch.StartNew();
+                var held = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+                Assert.Equal(10, held.Buffer.Length);
+                Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(20), $"a hold of 30 ms ended after {watch.Elapsed.TotalMilliseconds:0} ms");
+                reader.AdvanceTo(held.Buffer.End);
+                Assert.Equal(1, reader.MarkChanges);
+                Assert.True((int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)! > 1000, "the hold's mark was put back at once");
+            }
+
+            // An unbounded merged wait: the pacer's own mark (one byte here) is back before it, or
+            // these 10 bytes would wait below the hold's mark for ever.
+            await _publisher.SendAsync(new byte[10]);
+            var result = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+            Assert.Equal(10, result.Buffer.Length);
+            Assert.Equal(2, reader.MarkChanges);
+            Assert.Equal(1, (int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
+            reader.AdvanceTo(result.Buffer.End);
+            reader.Complete();
+        });
+
+    /// <summary>Answers each wait with the next mark of its script: holds end 30 ms after they start, merged waits never.</summary>
+    private sealed class ScriptedPacer(WaitMark[] script) : IReadPacer
+    {
+        private int _next;
+
+        public int Mark => 1;
+
+        public int AudioMark => 1;
+
+        public double BeforeWait(double now, out WaitMark mark)
+        {
+            mark = script[Math.Min(_next++, script.Length - 1)];
+            return mark == WaitMark.Hold ? now + 30 : double.PositiveInfinity;
+        }
+    }
+
+    [Fact]
     public async Task The_peer_closing_ends_the_stream()
     {
         var reader = new SocketThreadReader(_ingest);

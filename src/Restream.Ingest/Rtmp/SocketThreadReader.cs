@@ -187,19 +187,20 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
                         WaitMark.Audio when hasBound && pacer.AudioMark < pacer.Mark => pacer.AudioMark,
                         _ => 0,
                     };
-                    if (waitMark > 0)
-                    {
-                        SetMark(waitMark);
-                    }
+                }
+
+                // The socket keeps a wait's own mark until a wait wants another one: holds, audio
+                // waits and plain merged waits alternate, and each change is a system call.
+                var wanted = waitMark > 0 ? waitMark : _ownMark > 0 ? Pacer?.Mark ?? 1 : 0;
+                if (wanted > 0 && wanted != _ownMark)
+                {
+                    SetMark(wanted);
+                    _ownMark = waitMark > 0 ? waitMark : 0; // back at the pacer's own mark: MergedRead's to change again
                 }
 
                 // poll(2) counts whole milliseconds: round up, so a wait never ends just before it is due.
                 var milliseconds = timeout < 0 ? -1 : (int)Math.Min(int.MaxValue / 1000, Math.Max(1, Math.Ceiling(timeout)));
                 timedOut = !WaitReadable(milliseconds);
-                if (waitMark > 0)
-                {
-                    SetMark(Pacer?.Mark ?? 1);
-                }
 
                 cancellationToken.ThrowIfCancellationRequested();
             }
@@ -254,11 +255,29 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
     /// </summary>
     private const int HoldMark = 1024 * 1024;
 
+    /// <summary>
+    /// The low-water mark a wait set and left on the socket (0: the socket has the pacer's own,
+    /// <see cref="IReadPacer.Mark"/>, which <see cref="MergedRead"/> sets). A receive does not look at
+    /// the mark (it never blocks), so only the next wait needs the right one.
+    /// </summary>
+    private int _ownMark;
+
+    /// <summary>How many times the reader changed the socket's low-water mark (each a system call).</summary>
+    internal int MarkChanges { get; private set; }
+
     private void SetMark(int mark)
     {
+        MarkChanges++;
         try
         {
-            _socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater, mark);
+            if (OperatingSystem.IsLinux())
+            {
+                UnixSockets.SetReceiveLowWater(_socket, mark);
+            }
+            else
+            {
+                _socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater, mark);
+            }
         }
         catch (SocketException)
         {

@@ -48,6 +48,12 @@ internal static unsafe partial class UnixSockets
     [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
     private static partial nint ReceiveBytes(int fd, byte* buffer, nuint length, int flags);
 
+    [LibraryImport("libc", EntryPoint = "setsockopt", SetLastError = true)]
+    private static partial int SetOption(int fd, int level, int name, int* value, uint length);
+
+    private const int SolSocket = 1;
+    private const int SoReceiveLowWater = 18;
+
     [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
     private static partial int PollDescriptors(PollDescriptor* descriptors, nuint count, int timeoutMilliseconds);
 
@@ -124,6 +130,20 @@ internal static unsafe partial class UnixSockets
                     return -1; // nothing there yet
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Sets the socket's receive low-water mark (<c>SO_RCVLOWAT</c>): a wait for data ends once this
+    /// many bytes are there. Straight to libc, as a paced reader changes it around many waits.
+    /// Throws <see cref="SocketException"/> when the socket refuses it.
+    /// </summary>
+    public static void SetReceiveLowWater(Socket socket, int bytes)
+    {
+        using var lease = new HandleLease(socket);
+        if (SetOption(lease.Fd, SolSocket, SoReceiveLowWater, &bytes, sizeof(int)) != 0)
+        {
+            throw new SocketException(Marshal.GetLastPInvokeError());
         }
     }
 
