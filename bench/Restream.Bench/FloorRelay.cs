@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Restream.Ingest.Rtmp;
 
 namespace Restream.Bench;
 
@@ -25,68 +26,6 @@ internal static unsafe partial class FloorRelay
         public int Fd;
         public short Events;
         public short ReturnedEvents;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct TimeSpec
-    {
-        public long Seconds;
-        public long Nanoseconds;
-    }
-
-    [LibraryImport("libc", EntryPoint = "clock_gettime")]
-    private static partial int ClockGetTime(int clock, TimeSpec* time);
-
-    /// <summary>
-    /// RESTREAM_FLOOR_PROFILE=FILE: the forwarding thread's CPU time in each system call and between
-    /// them (<c>CLOCK_THREAD_CPUTIME_ID</c>, every 10 s, appended to FILE), to set beside the same
-    /// figures taken inside the server.
-    /// </summary>
-    private static readonly string? ProfilePath = Environment.GetEnvironmentVariable("RESTREAM_FLOOR_PROFILE");
-
-    private static readonly string[] Phases = ["between calls", "poll", "recv", "send"];
-    private static readonly long[] PhaseNanoseconds = new long[Phases.Length];
-    private static readonly long[] PhaseCounts = new long[Phases.Length];
-    private static long s_phaseStart;
-    private static int s_phase;
-    private static long s_reportAt;
-
-    private static long ThreadCpuNanoseconds()
-    {
-        TimeSpec time;
-        ClockGetTime(3 /* CLOCK_THREAD_CPUTIME_ID */, &time);
-        return (time.Seconds * 1_000_000_000) + time.Nanoseconds;
-    }
-
-    /// <summary>Ends the current phase and starts <paramref name="phase"/> (profiling only).</summary>
-    private static void Enter(int phase)
-    {
-        if (ProfilePath is null)
-        {
-            return;
-        }
-
-        var now = ThreadCpuNanoseconds();
-        if (s_phaseStart != 0)
-        {
-            PhaseNanoseconds[s_phase] += now - s_phaseStart;
-            PhaseCounts[s_phase]++;
-        }
-
-        s_phaseStart = now;
-        s_phase = phase;
-        if (phase == 1 && Environment.TickCount64 >= s_reportAt)
-        {
-            if (s_reportAt != 0)
-            {
-                File.AppendAllText(ProfilePath, string.Join(' ', Phases.Select((name, i) =>
-                    $"{name.Replace(' ', '-')}={PhaseNanoseconds[i] / 1e6:0.0}ms/{PhaseCounts[i]}")) + "\n");
-            }
-
-            Array.Clear(PhaseNanoseconds);
-            Array.Clear(PhaseCounts);
-            s_reportAt = Environment.TickCount64 + 10_000;
-        }
     }
 
     [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
@@ -140,6 +79,7 @@ internal static unsafe partial class FloorRelay
 
     private static void Forward(int publisher, int sink, Socket publisherSocket, int lowat, int waitMs)
     {
+        WakeProfile.Begin(); // RESTREAM_WAKE_PROFILE=FILE: CPU time per system call, as in the server
         var buffer = GC.AllocateArray<byte>(256 * 1024, pinned: true);
         fixed (byte* bytes = buffer)
         {
@@ -150,9 +90,9 @@ internal static unsafe partial class FloorRelay
             {
                 fds[0] = new PollDescriptor { Fd = publisher, Events = PollIn };
                 fds[1] = new PollDescriptor { Fd = sink, Events = PollIn };
-                Enter(1);
+                WakeProfile.Switch(WakeProfile.Phase.Poll);
                 var ready = Poll(fds, 2, marked ? waitMs : -1);
-                Enter(0);
+                WakeProfile.Switch(WakeProfile.Phase.Ours);
                 if (ready < 0 && Marshal.GetLastPInvokeError() != 4)
                 {
                     return;
@@ -160,9 +100,9 @@ internal static unsafe partial class FloorRelay
 
                 if (ready == 0 || (fds[0].ReturnedEvents & (PollIn | PollErrors)) != 0)
                 {
-                    Enter(2);
+                    WakeProfile.Switch(WakeProfile.Phase.Receive);
                     var got = Receive(publisher, bytes, (nuint)buffer.Length, MsgDontWait);
-                    Enter(0);
+                    WakeProfile.Switch(WakeProfile.Phase.Ours);
                     if (got == 0 || (got < 0 && Marshal.GetLastPInvokeError() is not (11 or 4)))
                     {
                         return;
@@ -205,9 +145,9 @@ internal static unsafe partial class FloorRelay
     {
         while (length > 0)
         {
-            Enter(3);
+            WakeProfile.Switch(WakeProfile.Phase.Send);
             var sent = Send(fd, data, (nuint)length, MsgNoSignal);
-            Enter(0);
+            WakeProfile.Switch(WakeProfile.Phase.Ours);
             if (sent < 0)
             {
                 var error = Marshal.GetLastPInvokeError();

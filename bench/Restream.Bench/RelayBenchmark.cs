@@ -100,7 +100,9 @@ public static class RelayBenchmark
             {
                 if (medians.TryGetValue(key, out var ours) && medians.TryGetValue("nginx-rtmp", out var nginx))
                 {
-                    rows.Add($"| {fanout} | **ratio {key}/nginx** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | {(double)ours.RssMb / nginx.RssMb:0.00}× | " +
+                    rows.Add($"| {fanout} | **ratio {key}/nginx** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | " +
+                             $"relay + peers {(ours.CpuPerMinutePerDestination + ours.PeersCpuPerMinutePerDestination) / (nginx.CpuPerMinutePerDestination + nginx.PeersCpuPerMinutePerDestination):0.00}× | " +
+                             $"{(double)ours.RssMb / nginx.RssMb:0.00}× | " +
                              $"{ours.P50 / nginx.P50:0.00}× | {ours.P99 / nginx.P99:0.00}× | {ours.AudioP50 / nginx.AudioP50:0.00}× | {ours.AudioP99 / nginx.AudioP99:0.00}× | | |");
                 }
             }
@@ -111,8 +113,8 @@ public static class RelayBenchmark
             $"Relay benchmark, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {seconds} s per run, " +
             $"{Rounds} round(s) (median run shown, CPU range in brackets, frames counted over all runs), input 720p30 ~3 Mb/s",
             "",
-            "| destinations | relay | CPU s/min/destination | RSS MB | video hop p50 ms | video hop p99 ms | audio hop p50 ms | audio hop p99 ms | video frames received/expected | audio frames received/expected |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| destinations | relay | CPU s/min/destination | peers' CPU s/min/destination | RSS MB | video hop p50 ms | video hop p99 ms | audio hop p50 ms | audio hop p99 ms | video frames received/expected | audio frames received/expected |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
             .. rows,
         ]);
         Console.WriteLine();
@@ -138,11 +140,11 @@ public static class RelayBenchmark
     /// <summary>Audio frames carry AudioBase + their number, video frames their number alone.</summary>
     private const long AudioBase = 1L << 40;
 
-    private sealed record Result(string Relay, int Fanout, double CpuPerMinutePerDestination, long RssMb, double P50, double P99,
+    private sealed record Result(string Relay, int Fanout, double CpuPerMinutePerDestination, double PeersCpuPerMinutePerDestination, long RssMb, double P50, double P99,
         double AudioP50, double AudioP99, long Received, long Expected, long AudioReceived, long AudioExpected)
     {
         public string Row(IReadOnlyList<Result> runs) =>
-            $"| {Fanout} | {Relay} | {CpuPerMinutePerDestination:0.000}{Range(runs)} | {RssMb} | {P50:0.00} | {P99:0.00} | " +
+            $"| {Fanout} | {Relay} | {CpuPerMinutePerDestination:0.000}{Range(runs)} | {PeersCpuPerMinutePerDestination:0.000} | {RssMb} | {P50:0.00} | {P99:0.00} | " +
             $"{AudioP50:0.00} | {AudioP99:0.00} | {runs.Sum(r => r.Received)}/{runs.Sum(r => r.Expected)} | " +
             $"{runs.Sum(r => r.AudioReceived)}/{runs.Sum(r => r.AudioExpected)} |"; // frames: every run counts
 
@@ -161,6 +163,10 @@ public static class RelayBenchmark
         await WaitForPortAsync(ingestPort);
 
         var sent = new ConcurrentDictionary<long, long>();
+        // The relay's peers: this process (the publisher and every destination's sink). A relay whose
+        // writes wait for the receiver's ACK (Nagle) has their kernel work run, and charged, here.
+        using var peers = new ThreadClock(() => [Environment.ProcessId]);
+        double peersBefore = 0, peersAfter = 0;
         var publisher = await RtmpPublishClient.ConnectAsync(
             new PublishTarget(new Uri($"rtmp://127.0.0.1:{ingestPort}/live"), "benchkey-123456"), null, TimeProvider.System, CancellationToken.None);
         await using (publisher)
@@ -192,6 +198,7 @@ public static class RelayBenchmark
                 if (before is null && clock.Elapsed >= warmup)
                 {
                     before = relay.Sample();
+                    peersBefore = peers.Read();
                     sink.StartCounting();
                     // Numbers keep counting: a frame sent before the window (an audio frame a relay
                     // held) must not pass for one sent inside it.
@@ -203,6 +210,7 @@ public static class RelayBenchmark
                 if (after is null && clock.Elapsed >= end)
                 {
                     after = relay.Sample();
+                    peersAfter = peers.Read();
                 }
 
                 var copy = frame.Payload.ToArray();
@@ -241,7 +249,8 @@ public static class RelayBenchmark
             var audioLatencies = sink.Latencies(sent, audio: true);
             audioLatencies.Sort();
             var expected = (sequence - firstVideo + 1) * fanout;
-            return new Result(name, fanout, cpu / window.TotalMinutes / fanout, Math.Max(after.Value.Rss, before.Value.Rss) / (1024 * 1024),
+            return new Result(name, fanout, cpu / window.TotalMinutes / fanout, (peersAfter - peersBefore) / window.TotalMinutes / fanout,
+                Math.Max(after.Value.Rss, before.Value.Rss) / (1024 * 1024),
                 Percentile(latencies, 0.50), Percentile(latencies, 0.99), Percentile(audioLatencies, 0.50), Percentile(audioLatencies, 0.99),
                 latencies.Count, expected, audioLatencies.Count, (audioSequence - firstAudio + 1) * fanout);
         }

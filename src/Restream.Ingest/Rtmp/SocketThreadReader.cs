@@ -344,6 +344,7 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
 
     private void Run()
     {
+        WakeProfile.StartThread();
         while (true)
         {
             _handoff.Wait();

@@ -81,7 +81,9 @@ internal static unsafe partial class UnixSockets
         var header = new MessageHeader { Vectors = vectors, VectorCount = (nuint)count };
         while (true)
         {
+            WakeProfile.Enter(WakeProfile.Phase.Send);
             var sent = SendMessage(lease.Fd, &header, MsgDontWait | MsgNoSignal);
+            WakeProfile.Enter(WakeProfile.Phase.Ours);
             if (sent >= 0)
             {
                 return (int)sent;
@@ -105,7 +107,10 @@ internal static unsafe partial class UnixSockets
     {
         using var lease = new HandleLease(socket);
         var descriptor = new PollDescriptor { Fd = lease.Fd, Events = PollIn };
-        return PollDescriptors(&descriptor, 1, timeoutMilliseconds) != 0;
+        WakeProfile.Enter(WakeProfile.Phase.Poll);
+        var ready = PollDescriptors(&descriptor, 1, timeoutMilliseconds) != 0;
+        WakeProfile.Enter(WakeProfile.Phase.Ours);
+        return ready;
     }
 
     /// <summary>
@@ -119,7 +124,9 @@ internal static unsafe partial class UnixSockets
         {
             while (true)
             {
+                WakeProfile.Enter(WakeProfile.Phase.Receive);
                 var received = ReceiveBytes(lease.Fd, bytes, (nuint)buffer.Length, MsgDontWait);
+                WakeProfile.Enter(WakeProfile.Phase.Ours);
                 if (received >= 0)
                 {
                     return (int)received;
@@ -141,7 +148,10 @@ internal static unsafe partial class UnixSockets
     public static void SetReceiveLowWater(Socket socket, int bytes)
     {
         using var lease = new HandleLease(socket);
-        if (SetOption(lease.Fd, SolSocket, SoReceiveLowWater, &bytes, sizeof(int)) != 0)
+        WakeProfile.Enter(WakeProfile.Phase.SetOption);
+        var failed = SetOption(lease.Fd, SolSocket, SoReceiveLowWater, &bytes, sizeof(int)) != 0;
+        WakeProfile.Enter(WakeProfile.Phase.Ours);
+        if (failed)
         {
             throw new SocketException(Marshal.GetLastPInvokeError());
         }
