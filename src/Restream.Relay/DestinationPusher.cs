@@ -27,7 +27,7 @@ public enum DestinationState
 /// <summary>A point-in-time view of one destination of a live stream.</summary>
 public sealed record DestinationStatus(
     string Id, string Name, string Url, DestinationState State, long BytesSent, long FramesSent, long FramesDropped,
-    long Reconnects, TimeSpan Uptime, string? LastError, DestinationLinkStats? Link = null);
+    long Reconnects, TimeSpan Uptime, string? LastError, DestinationLinkStats? Link = null, DestinationLinkTotals? LinkTotals = null);
 
 /// <summary>
 /// Pushes one live stream to one destination: subscribes to the stream's hub with its own bounded
@@ -51,6 +51,8 @@ public sealed partial class DestinationPusher
     private volatile string? _lastError;
     private volatile FrameQueue? _queue;
     private volatile IPublishClient? _client;
+    private readonly object _linkGate = new();
+    private DestinationLinkTotals? _endedLinks; // SRT: what connections that ended did, added up
     private volatile DestinationState _state = DestinationState.Idle;
 
     public DestinationPusher(StreamHub hub, DestinationConfig destination, RelayOptions options,
@@ -73,11 +75,19 @@ public sealed partial class DestinationPusher
 
     public DestinationStatus GetStatus()
     {
+        DestinationLinkStats? link;
+        DestinationLinkTotals? totals;
+        lock (_linkGate)
+        {
+            link = _client?.LinkStats;
+            totals = link is null ? _endedLinks : (_endedLinks ?? default) + link;
+        }
+
         var since = Interlocked.Read(ref _liveSince);
         return new DestinationStatus(_destination.Id, _destination.Name, _destination.SafeUrl, _state,
             Interlocked.Read(ref _bytesSent), Interlocked.Read(ref _framesSent), Interlocked.Read(ref _framesDropped) + (_queue?.DroppedFrames ?? 0),
             Interlocked.Read(ref _reconnects), _state == DestinationState.Live && since != 0 ? _time.GetElapsedTime(since) : TimeSpan.Zero,
-            _lastError, _client?.LinkStats);
+            _lastError, link, totals);
     }
 
     /// <summary>Delay before attempt <paramref name="attempt"/> (0-based): exponential, capped, with jitter.</summary>
@@ -188,7 +198,16 @@ public sealed partial class DestinationPusher
             {
                 droppedBefore = queue.DroppedFrames;
                 _queue = null;
-                _client = null;
+                lock (_linkGate)
+                {
+                    // The connection's last figures join the totals as it leaves: no scrape sees them twice.
+                    if (client.LinkStats is { } last)
+                    {
+                        _endedLinks = (_endedLinks ?? default) + last;
+                    }
+
+                    _client = null;
+                }
                 Interlocked.Add(ref _framesDropped, droppedBefore);
                 _hub.Unsubscribe(queue);
                 await stop.CancelAsync().ConfigureAwait(false);

@@ -42,6 +42,16 @@ public sealed record DestinationLinkStats(string Protocol, double RttMs, long Pa
     long PacketsDropped, double MbpsSendRate);
 
 /// <summary>
+/// A destination's link packets over all its connections (libsrt's totals start again at zero with
+/// each one): what Prometheus counters need to keep rising across reconnects.
+/// </summary>
+public readonly record struct DestinationLinkTotals(long PacketsSent, long PacketsLost, long PacketsRetransmitted, long PacketsDropped)
+{
+    public static DestinationLinkTotals operator +(DestinationLinkTotals a, DestinationLinkStats? b) => b is null ? a : new(
+        a.PacketsSent + b.PacketsSent, a.PacketsLost + b.PacketsLost, a.PacketsRetransmitted + b.PacketsRetransmitted, a.PacketsDropped + b.PacketsDropped);
+}
+
+/// <summary>
 /// Publishes to an SRT listener (an SRS SRT port, a hardware decoder): frames are muxed to MPEG-TS and
 /// sent as 1316-byte live messages. <c>srt://host:port?streamid=…&amp;passphrase=…&amp;pbkeylen=16&amp;latency=200</c>
 /// (latency in milliseconds). libsrt's send blocks, so a thread of its own sends; the queue in front
@@ -59,6 +69,8 @@ public sealed class SrtPublishClient : IPublishClient
     private readonly Thread _sender;
     private long _bytesSent;
     private int _disposed;
+    private DestinationLinkStats? _lastStats;
+    private long _lastStatsAt;
 
     private SrtPublishClient(int socket)
     {
@@ -69,9 +81,24 @@ public sealed class SrtPublishClient : IPublishClient
 
     public long BytesSent => Interlocked.Read(ref _bytesSent);
 
-    public DestinationLinkStats? LinkStats => Volatile.Read(ref _disposed) == 0 && LibSrt.Stats(_socket) is { } s
-        ? new DestinationLinkStats("srt", s.MsRtt, s.PktSentTotal, s.PktSndLossTotal, s.PktRetransTotal, s.PktSndDropTotal, s.MbpsSendRate)
-        : null;
+    /// <summary>
+    /// The link's figures now, or the last ones taken while it was up: libsrt refuses its statistics
+    /// once a connection is broken, so the sender takes a copy at most once a second, and what a
+    /// connection did is still there to be added up after it ended.
+    /// </summary>
+    public DestinationLinkStats? LinkStats => TakeStats() ?? Volatile.Read(ref _lastStats);
+
+    private DestinationLinkStats? TakeStats()
+    {
+        if (Volatile.Read(ref _disposed) != 0 || LibSrt.Stats(_socket) is not { } s)
+        {
+            return null;
+        }
+
+        var stats = new DestinationLinkStats("srt", s.MsRtt, s.PktSentTotal, s.PktSndLossTotal, s.PktRetransTotal, s.PktSndDropTotal, s.MbpsSendRate);
+        Volatile.Write(ref _lastStats, stats);
+        return stats;
+    }
 
     public static async Task<SrtPublishClient> ConnectAsync(Uri url, string? key, TimeSpan timeout, CancellationToken cancellationToken)
     {
@@ -147,6 +174,11 @@ public sealed class SrtPublishClient : IPublishClient
                     {
                         LibSrt.Send(_socket, item.Buffer.AsSpan(0, item.Length));
                         Interlocked.Add(ref _bytesSent, item.Length);
+                        if (Environment.TickCount64 - _lastStatsAt >= 1000)
+                        {
+                            _lastStatsAt = Environment.TickCount64;
+                            TakeStats();
+                        }
                     }
                     finally
                     {
@@ -191,6 +223,11 @@ public sealed class SrtPublishClient : IPublishClient
 
     public ValueTask DisposeAsync()
     {
+        if (Volatile.Read(ref _disposed) == 0)
+        {
+            TakeStats(); // the last figures, if libsrt still gives them
+        }
+
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             _outgoing.Writer.TryComplete();

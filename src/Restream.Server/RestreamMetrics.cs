@@ -34,6 +34,11 @@ public sealed class RestreamMetrics
     private readonly Counter _destinationDropped;
     private readonly Counter _destinationReconnects;
     private readonly Gauge _destinationUp;
+    private readonly Gauge _destinationLinkRtt;
+    private readonly Counter _destinationLinkSent;
+    private readonly Counter _destinationLinkLost;
+    private readonly Counter _destinationLinkRetransmitted;
+    private readonly Counter _destinationLinkDropped;
     private readonly Dictionary<string, (long Bytes, DateTimeOffset At)> _lastBytes = [];
     private readonly HashSet<string> _streamLabels = [];
     private readonly HashSet<(string, string)> _destinationLabels = [];
@@ -68,6 +73,12 @@ public sealed class RestreamMetrics
         _destinationDropped = f.CreateCounter("restream_destination_dropped_frames_total", "Frames dropped because the destination fell behind.", destination);
         _destinationReconnects = f.CreateCounter("restream_destination_reconnects_total", "Reconnect attempts to the destination.", destination);
         _destinationUp = f.CreateGauge("restream_destination_up", "1 while the destination is live, 0 otherwise.", destination);
+        // SRT destinations only: libsrt's own figures, added up over the destination's connections.
+        _destinationLinkRtt = f.CreateGauge("restream_destination_link_rtt_ms", "Round-trip time of the destination's SRT link (while connected).", destination);
+        _destinationLinkSent = f.CreateCounter("restream_destination_link_sent_packets_total", "Packets sent on the destination's SRT link, over all its connections.", destination);
+        _destinationLinkLost = f.CreateCounter("restream_destination_link_lost_packets_total", "Packets the destination reported lost on its SRT link (before retransmission).", destination);
+        _destinationLinkRetransmitted = f.CreateCounter("restream_destination_link_retransmitted_packets_total", "Packets retransmitted on the destination's SRT link.", destination);
+        _destinationLinkDropped = f.CreateCounter("restream_destination_link_dropped_packets_total", "Packets dropped on the destination's SRT link because they were too late to send.", destination);
         Registry.AddBeforeCollectCallback(Update);
     }
 
@@ -118,6 +129,22 @@ public sealed class RestreamMetrics
                     _destinationDropped.WithLabels(hub.Name, d.Name).IncTo(d.FramesDropped);
                     _destinationReconnects.WithLabels(hub.Name, d.Name).IncTo(d.Reconnects);
                     _destinationUp.WithLabels(hub.Name, d.Name).Set(d.State == DestinationState.Live ? 1 : 0);
+                    if (d.Link is { } destinationLink)
+                    {
+                        _destinationLinkRtt.WithLabels(hub.Name, d.Name).Set(destinationLink.RttMs);
+                    }
+                    else
+                    {
+                        _destinationLinkRtt.RemoveLabelled(hub.Name, d.Name); // not connected: no RTT to show
+                    }
+
+                    if (d.LinkTotals is { } totals)
+                    {
+                        _destinationLinkSent.WithLabels(hub.Name, d.Name).IncTo(totals.PacketsSent);
+                        _destinationLinkLost.WithLabels(hub.Name, d.Name).IncTo(totals.PacketsLost);
+                        _destinationLinkRetransmitted.WithLabels(hub.Name, d.Name).IncTo(totals.PacketsRetransmitted);
+                        _destinationLinkDropped.WithLabels(hub.Name, d.Name).IncTo(totals.PacketsDropped);
+                    }
                 }
             }
 
@@ -140,6 +167,11 @@ public sealed class RestreamMetrics
                 _destinationDropped.RemoveLabelled(channel, name);
                 _destinationReconnects.RemoveLabelled(channel, name);
                 _destinationUp.RemoveLabelled(channel, name);
+                _destinationLinkRtt.RemoveLabelled(channel, name);
+                _destinationLinkSent.RemoveLabelled(channel, name);
+                _destinationLinkLost.RemoveLabelled(channel, name);
+                _destinationLinkRetransmitted.RemoveLabelled(channel, name);
+                _destinationLinkDropped.RemoveLabelled(channel, name);
             }
 
             _streamLabels.Clear();

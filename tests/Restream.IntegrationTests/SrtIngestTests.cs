@@ -236,4 +236,48 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
         Assert.Equal("aac", Assert.Single(streams, s => s.CodecType == "audio").CodecName);
         Assert.InRange(video.Frames, seconds * Ffmpeg.Fps * 80 / 100, seconds * Ffmpeg.Fps * 101 / 100);
     }
+    [Fact]
+    public async Task Srt_destination_link_counters_keep_rising_across_a_reconnect()
+    {
+        var port = TestPorts.GetFreeUdpPort();
+        ExternalProcess Listen() => ExternalProcess.Start("ffmpeg",
+            ["-nostdin", "-loglevel", "error", "-i", $"srt://127.0.0.1:{port}?mode=listener&latency=200000", "-f", "null", "-"]);
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "srtagain",
+            ["Restream:Channels:0:StreamKey"] = "srtagain_key_5647382910",
+            ["Restream:Channels:0:Destinations:0:Name"] = "decoder",
+            ["Restream:Channels:0:Destinations:0:Url"] = $"srt://127.0.0.1:{port}?latency=200",
+        });
+        var first = Listen();
+        await using var publisher = Ffmpeg.Publish(server.PublishUrl("srtagain_key_5647382910"), 40, size: "640x360", bitrateKbps: 1500);
+        Relay.DestinationStatus Status() => Assert.Single(server.Relay.GetDestinations("srtagain"));
+        async Task<double> SentPacketsAsync()
+        {
+            using var http = server.Http();
+            return PrometheusText.Parse(await http.GetStringAsync("/metrics"))
+                .Value("restream_destination_link_sent_packets_total", ("channel", "srtagain"), ("destination", "decoder"));
+        }
+
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Relay.GetDestinations("srtagain") is [{ State: Relay.DestinationState.Live, Link.PacketsSent: > 300 }],
+            TimeSpan.FromSeconds(20)),
+            first.Tail() + server.Log.Text);
+        var before = await SentPacketsAsync();
+        Assert.True(before > 300, $"{before} packets counted while live");
+
+        // The decoder goes away without a word and comes back: libsrt's totals start again at zero.
+        await first.DisposeAsync();
+        await using var second = Listen();
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Relay.GetDestinations("srtagain") is [{ Reconnects: >= 1, State: Relay.DestinationState.Live, Link.PacketsSent: > 100 }],
+            TimeSpan.FromSeconds(25)), second.Tail() + server.Log.Text);
+        var current = Status().Link!.PacketsSent;
+        var after = await SentPacketsAsync();
+        Assert.True(after >= before + current, $"the counter went from {before} to {after}, with {current} packets on the new connection");
+        using (var http = server.Http())
+        {
+            var rtt = PrometheusText.Parse(await http.GetStringAsync("/metrics"))
+                .Value("restream_destination_link_rtt_ms", ("channel", "srtagain"), ("destination", "decoder"));
+            Assert.True(rtt >= 0);
+        }
+    }
 }
