@@ -223,11 +223,7 @@ public sealed class SrtPublishClient : IPublishClient
 
     public ValueTask DisposeAsync()
     {
-        if (Volatile.Read(ref _disposed) == 0)
-        {
-            TakeStats(); // the last figures, if libsrt still gives them
-        }
-
+        TakeStats(); // the last figures, if libsrt still gives them (none once disposed)
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
             _outgoing.Writer.TryComplete();

@@ -236,6 +236,7 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
         Assert.Equal("aac", Assert.Single(streams, s => s.CodecType == "audio").CodecName);
         Assert.InRange(video.Frames, seconds * Ffmpeg.Fps * 80 / 100, seconds * Ffmpeg.Fps * 101 / 100);
     }
+
     [Fact]
     public async Task Srt_destination_link_counters_keep_rising_across_a_reconnect()
     {
@@ -249,7 +250,7 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
             ["Restream:Channels:0:Destinations:0:Name"] = "decoder",
             ["Restream:Channels:0:Destinations:0:Url"] = $"srt://127.0.0.1:{port}?latency=200",
         });
-        var first = Listen();
+        await using var first = Listen();
         await using var publisher = Ffmpeg.Publish(server.PublishUrl("srtagain_key_5647382910"), 40, size: "640x360", bitrateKbps: 1500);
         Relay.DestinationStatus Status() => Assert.Single(server.Relay.GetDestinations("srtagain"));
         async Task<double> SentPacketsAsync()
@@ -266,7 +267,8 @@ public sealed class SrtIngestTests(ApiNginxFixture nginx) : IClassFixture<ApiNgi
         Assert.True(before > 300, $"{before} packets counted while live");
 
         // The decoder goes away without a word and comes back: libsrt's totals start again at zero.
-        await first.DisposeAsync();
+        first.Kill();
+        await first.WaitAsync(TimeSpan.FromSeconds(5)); // gone, and its UDP port free for the next listener
         await using var second = Listen();
         Assert.True(await TestPorts.EventuallyAsync(() => server.Relay.GetDestinations("srtagain") is [{ Reconnects: >= 1, State: Relay.DestinationState.Live, Link.PacketsSent: > 100 }],
             TimeSpan.FromSeconds(25)), second.Tail() + server.Log.Text);
