@@ -2,7 +2,9 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using System.Buffers;
 using Restream.Ingest.Rtmp;
+using Restream.Media.Rtmp;
 
 namespace Restream.Bench;
 
@@ -10,7 +12,16 @@ namespace Restream.Bench;
 /// bench/floor-relay.c in C#: the same forwarder (poll honouring SO_RCVLOWAT, one non-blocking recv,
 /// one send, no protocol work), run by the .NET runtime with the server's settings. Beside the C
 /// floor it shows what the runtime alone adds to a wake-up, apart from any code of ours.
-/// usage: restream-bench floor-relay LISTEN_PORT SINK_PORT LOWAT_BYTES WAIT_MS
+/// <para>
+/// With <c>rtmp</c> as its last argument it also does the RTMP work a relay cannot skip, with the
+/// server's own parser and chunk writer and nothing else: past the handshake (passed through) it
+/// reads the publisher's chunks into whole messages (<see cref="ChunkStreamReader"/>, pooled bodies as
+/// in the server), writes each message out again in chunks of its own (<see cref="ChunkStreamWriter"/>:
+/// a type 0 header, then type 3), and sends what one read brought to every sink with one <c>send</c>
+/// each. No hub, queue, GOP cache, planner, async code or counters: the least our RTMP code can cost
+/// per wake-up, beside the bare forwarder's system calls.
+/// </para>
+/// usage: restream-bench floor-relay LISTEN_PORT SINK_PORT LOWAT_BYTES WAIT_MS [SINKS] [bytes|rtmp]
 /// </summary>
 internal static unsafe partial class FloorRelay
 {
@@ -39,9 +50,9 @@ internal static unsafe partial class FloorRelay
 
     public static int Run(string[] args)
     {
-        if (args.Length != 4)
+        if (args.Length is < 4 or > 6 || (args.Length == 6 && args[5] is not ("bytes" or "rtmp")))
         {
-            Console.Error.WriteLine("usage: restream-bench floor-relay LISTEN_PORT SINK_PORT LOWAT_BYTES WAIT_MS");
+            Console.Error.WriteLine("usage: restream-bench floor-relay LISTEN_PORT SINK_PORT LOWAT_BYTES WAIT_MS [SINKS] [bytes|rtmp]");
             return 2;
         }
 
@@ -49,6 +60,13 @@ internal static unsafe partial class FloorRelay
         var sinkPort = int.Parse(args[1], CultureInfo.InvariantCulture);
         var lowat = int.Parse(args[2], CultureInfo.InvariantCulture);
         var waitMs = int.Parse(args[3], CultureInfo.InvariantCulture);
+        var sinkCount = args.Length > 4 ? int.Parse(args[4], CultureInfo.InvariantCulture) : 1;
+        var rtmp = args.Length > 5 && args[5] == "rtmp";
+        if (sinkCount is < 1 or > 64)
+        {
+            Console.Error.WriteLine("SINKS must be 1 to 64");
+            return 2;
+        }
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, listenPort));
@@ -58,18 +76,36 @@ internal static unsafe partial class FloorRelay
             var publisher = listener.Accept();
             var thread = new Thread(() =>
             {
-                using var sink = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                var sinks = new Socket[sinkCount];
                 using (publisher)
                 {
                     try
                     {
-                        sink.Connect(new IPEndPoint(IPAddress.Loopback, sinkPort));
+                        var fds = new int[sinkCount];
+                        for (var i = 0; i < sinkCount; i++)
+                        {
+                            sinks[i] = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                            sinks[i].Connect(new IPEndPoint(IPAddress.Loopback, sinkPort));
+                            sinks[i].NoDelay = true;
+                            fds[i] = (int)sinks[i].SafeHandle.DangerousGetHandle();
+                        }
+
                         publisher.NoDelay = true;
-                        sink.NoDelay = true;
-                        Forward((int)publisher.SafeHandle.DangerousGetHandle(), (int)sink.SafeHandle.DangerousGetHandle(), publisher, lowat, waitMs);
+                        Forward((int)publisher.SafeHandle.DangerousGetHandle(), fds, publisher, lowat, waitMs, rtmp);
                     }
                     catch (SocketException)
                     {
+                    }
+                    catch (RtmpProtocolException e)
+                    {
+                        Console.Error.WriteLine($"floor-relay: {e.Message}");
+                    }
+                    finally
+                    {
+                        foreach (var sink in sinks)
+                        {
+                            sink?.Dispose();
+                        }
                     }
                 }
             }) { IsBackground = true };
@@ -77,21 +113,26 @@ internal static unsafe partial class FloorRelay
         }
     }
 
-    private static void Forward(int publisher, int sink, Socket publisherSocket, int lowat, int waitMs)
+    private static void Forward(int publisher, int[] sinks, Socket publisherSocket, int lowat, int waitMs, bool rtmp)
     {
         WakeProfile.Begin(); // RESTREAM_WAKE_PROFILE=FILE: CPU time per system call, as in the server
         var buffer = GC.AllocateArray<byte>(256 * 1024, pinned: true);
+        var rechunker = rtmp ? new Rechunker() : null;
         fixed (byte* bytes = buffer)
         {
             long forwarded = 0;
             var marked = false;
-            var fds = stackalloc PollDescriptor[2];
+            var fds = stackalloc PollDescriptor[1 + sinks.Length];
             while (true)
             {
                 fds[0] = new PollDescriptor { Fd = publisher, Events = PollIn };
-                fds[1] = new PollDescriptor { Fd = sink, Events = PollIn };
+                for (var i = 0; i < sinks.Length; i++)
+                {
+                    fds[1 + i] = new PollDescriptor { Fd = sinks[i], Events = PollIn };
+                }
+
                 WakeProfile.Switch(WakeProfile.Phase.Poll);
-                var ready = Poll(fds, 2, marked ? waitMs : -1);
+                var ready = Poll(fds, (nuint)(1 + sinks.Length), marked ? waitMs : -1);
                 WakeProfile.Switch(WakeProfile.Phase.Ours);
                 if (ready < 0 && Marshal.GetLastPInvokeError() != 4)
                 {
@@ -110,9 +151,20 @@ internal static unsafe partial class FloorRelay
 
                     if (got > 0)
                     {
-                        if (!SendAll(sink, bytes, got))
+                        var data = bytes;
+                        var length = got;
+                        if (rechunker is not null)
                         {
-                            return;
+                            (var rechunked, length) = rechunker.Take(new ReadOnlySpan<byte>(bytes, (int)got));
+                            data = (byte*)rechunked;
+                        }
+
+                        for (var i = 0; i < sinks.Length; i++)
+                        {
+                            if (!SendAll(sinks[i], data, length))
+                            {
+                                return;
+                            }
                         }
 
                         forwarded += got;
@@ -124,19 +176,93 @@ internal static unsafe partial class FloorRelay
                     }
                 }
 
-                if ((fds[1].ReturnedEvents & (PollIn | PollErrors)) != 0)
+                for (var i = 0; i < sinks.Length; i++)
                 {
-                    var got = Receive(sink, bytes, (nuint)buffer.Length, MsgDontWait);
+                    if ((fds[1 + i].ReturnedEvents & (PollIn | PollErrors)) == 0)
+                    {
+                        continue;
+                    }
+
+                    // The first sink answers the publisher; the others' answers are read and dropped.
+                    var got = Receive(sinks[i], bytes, (nuint)buffer.Length, MsgDontWait);
                     if (got == 0 || (got < 0 && Marshal.GetLastPInvokeError() is not (11 or 4)))
                     {
                         return;
                     }
 
-                    if (got > 0 && !SendAll(publisher, bytes, got))
+                    if (got > 0 && i == 0 && !SendAll(publisher, bytes, got))
                     {
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The publisher's bytes in, the same messages chunked anew out: the handshake passes through,
+    /// then every message is read whole and written with a type 0 header and type 3 continuations at
+    /// the chunk size the publisher announced (a Set Chunk Size goes out in the old size, then applies).
+    /// </summary>
+    private sealed class Rechunker
+    {
+        private const int Handshake = 1 + 1536 + 1536; // C0 C1 C2: passed through as they are
+        private readonly ChunkStreamReader _chunks = new();
+        private readonly byte[] _pending = GC.AllocateArray<byte>(1024 * 1024, pinned: true);
+        private readonly byte[] _out = GC.AllocateArray<byte>(1024 * 1024, pinned: true);
+        private int _pendingLength;
+        private int _handshakeLeft = Handshake;
+        private int _outChunkSize = 128;
+
+        /// <summary>What to send for these bytes of the publisher's (a pinned buffer, valid until the next call).</summary>
+        public (nint Data, nint Length) Take(ReadOnlySpan<byte> received)
+        {
+            var written = 0;
+            if (_handshakeLeft > 0)
+            {
+                var raw = Math.Min(_handshakeLeft, received.Length);
+                received[..raw].CopyTo(_out);
+                written = raw;
+                _handshakeLeft -= raw;
+                received = received[raw..];
+            }
+
+            if (_pendingLength + received.Length > _pending.Length)
+            {
+                throw new RtmpProtocolException("more than 1 MiB of an unfinished message");
+            }
+
+            received.CopyTo(_pending.AsSpan(_pendingLength));
+            _pendingLength += received.Length;
+            var sequence = new ReadOnlySequence<byte>(_pending, 0, _pendingLength);
+            var reader = new SequenceReader<byte>(sequence);
+            while (_chunks.TryReadMessage(ref reader, out var message))
+            {
+                using (message)
+                {
+                    var length = ChunkStreamWriter.GetChunkedLength(message.ChunkStreamId, message.Timestamp, message.Length, _outChunkSize);
+                    if (written + length > _out.Length)
+                    {
+                        throw new RtmpProtocolException("one read brought more than 1 MiB of messages");
+                    }
+
+                    written += ChunkStreamWriter.WriteMessage(_out.AsSpan(written), _outChunkSize, message.ChunkStreamId, message.TypeId,
+                        message.Timestamp, message.StreamId, message.Span);
+                    if (message.TypeId == RtmpMessageType.SetChunkSize)
+                    {
+                        var size = ProtocolControl.ReadUInt32Body(message.Span);
+                        _chunks.SetChunkSize(size);
+                        _outChunkSize = (int)size;
+                    }
+                }
+            }
+
+            var consumed = (int)reader.Consumed;
+            _pending.AsSpan(consumed, _pendingLength - consumed).CopyTo(_pending);
+            _pendingLength -= consumed;
+            fixed (byte* output = _out)
+            {
+                return ((nint)output, written); // pinned: the address stays valid
             }
         }
     }

@@ -37,7 +37,7 @@ public static class RelayBenchmark
         }
 
         // RESTREAM_BENCH_ONLY=restream,nginx-rtmp (any of restream, restream-budget, restream-unmerged, nginx-rtmp, floor,
-        // floor-unmerged, baseline, baseline-budget) measures only those;
+        // floor-unmerged, floor-cs, floor-rtmp, floor-rtmp-merged, baseline, baseline-budget) measures only those;
         // the ratio needs restream and nginx-rtmp.
         var only = Environment.GetEnvironmentVariable("RESTREAM_BENCH_ONLY");
         var rows = new List<string>();
@@ -47,22 +47,20 @@ public static class RelayBenchmark
             {
                 ("restream", "restream", (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: true)),
                 // Merged under a 15 ms latency budget: no frame waits longer for another one.
-                ("restream-budget", "restream, 15 ms budget", (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: true, budget: true)),
+                ("restream-budget", $"restream, {BudgetMs("RESTREAM_BENCH_BUDGET_MS")} ms budget", (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: true, budget: BudgetMs("RESTREAM_BENCH_BUDGET_MS"))),
                 // Every frame read and sent the moment it arrives: the latency-first setting.
                 ("restream-unmerged", "restream, merging off", (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: false)),
                 ("nginx-rtmp", "nginx-rtmp", (ingestPort, sinkPort) => StartNginx(resultsDir, ingestPort, sinkPort, fanout)),
             };
             // The floor: a C forwarder that makes a relay's system calls and nothing else (bench/floor-relay.c),
-            // merged like our defaults (a 10 ms mark at 3 Mb/s, 40 ms at most) and frame by frame. One destination only.
-            if (fanout == 1)
-            {
-                variants.Add(("floor", "floor (C forwarder, merged reads)", (ingestPort, sinkPort) => StartFloor(repoRoot, resultsDir, ingestPort, sinkPort, lowat: 3750, waitMs: 40)));
-                variants.Add(("floor-unmerged", "floor (C forwarder, every frame)", (ingestPort, sinkPort) => StartFloor(repoRoot, resultsDir, ingestPort, sinkPort, lowat: 1, waitMs: -1)));
-                // The same forwarder in C# under the server's runtime settings: what .NET alone adds to a wake-up.
-                variants.Add(("floor-cs", "floor (C# forwarder, every frame)", (ingestPort, sinkPort) => Task.FromResult(RelayProcess.Start("dotnet",
-                    [typeof(FloorRelay).Assembly.Location, "floor-relay", ingestPort.ToString(CultureInfo.InvariantCulture), sinkPort.ToString(CultureInfo.InvariantCulture), "1", "-1"],
-                    dir: null, new Dictionary<string, string> { ["DOTNET_TieredCompilation"] = "0", ["DOTNET_gcServer"] = "0", ["DOTNET_gcConcurrent"] = "0" }))));
-            }
+            // merged like our defaults (a 10 ms mark at 3 Mb/s, 40 ms at most) and frame by frame, to as many sinks.
+            variants.Add(("floor", "floor (C forwarder, merged reads)", (ingestPort, sinkPort) => StartFloor(repoRoot, resultsDir, ingestPort, sinkPort, lowat: 3750, waitMs: 40, fanout)));
+            variants.Add(("floor-unmerged", "floor (C forwarder, every frame)", (ingestPort, sinkPort) => StartFloor(repoRoot, resultsDir, ingestPort, sinkPort, lowat: 1, waitMs: -1, fanout)));
+            // The same forwarder in C# under the server's runtime settings: what .NET alone adds to a wake-up;
+            // and the C# forwarder doing the RTMP work no relay can skip (parse, re-chunk), with our parser and writer.
+            variants.Add(("floor-cs", "floor (C# forwarder, every frame)", (ingestPort, sinkPort) => StartFloorCs(ingestPort, sinkPort, lowat: 1, waitMs: -1, fanout, rtmp: false)));
+            variants.Add(("floor-rtmp", "floor (C# RTMP re-chunker, every frame)", (ingestPort, sinkPort) => StartFloorCs(ingestPort, sinkPort, lowat: 1, waitMs: -1, fanout, rtmp: true)));
+            variants.Add(("floor-rtmp-merged", "floor (C# RTMP re-chunker, merged reads)", (ingestPort, sinkPort) => StartFloorCs(ingestPort, sinkPort, lowat: 3750, waitMs: 40, fanout, rtmp: true)));
 
             // RESTREAM_BENCH_BASELINE=/path/to/restream.dll (a copy of an earlier build's output): the
             // same defaults and budget runs of that build, alternated with this one, for A/B figures.
@@ -73,7 +71,7 @@ public static class RelayBenchmark
                 var knobs = (Environment.GetEnvironmentVariable("RESTREAM_BENCH_BASELINE_ENV") ?? string.Empty)
                     .Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(kv => kv.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv.Length > 1 ? kv[1] : string.Empty);
                 variants.Add(("baseline", "baseline build", (ingestPort, sinkPort) => StartRestream(baseline, ingestPort, sinkPort, fanout, merged: true, env: knobs)));
-                variants.Add(("baseline-budget", "baseline build, 15 ms budget", (ingestPort, sinkPort) => StartRestream(baseline, ingestPort, sinkPort, fanout, merged: true, budget: true, env: knobs)));
+                variants.Add(("baseline-budget", $"baseline build, {BudgetMs("RESTREAM_BENCH_BASELINE_BUDGET_MS")} ms budget", (ingestPort, sinkPort) => StartRestream(baseline, ingestPort, sinkPort, fanout, merged: true, budget: BudgetMs("RESTREAM_BENCH_BASELINE_BUDGET_MS"), env: knobs)));
             }
 
             variants.RemoveAll(v => only is not null && !only.Split(',').Contains(v.Key));
@@ -96,7 +94,7 @@ public static class RelayBenchmark
                 rows.Add(medians[key].Row(runs[key]));
             }
 
-            foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget", "floor", "floor-unmerged", "floor-cs" })
+            foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget", "floor", "floor-unmerged", "floor-cs", "floor-rtmp", "floor-rtmp-merged" })
             {
                 if (medians.TryGetValue(key, out var ours) && medians.TryGetValue("nginx-rtmp", out var nginx))
                 {
@@ -262,10 +260,14 @@ public static class RelayBenchmark
         public void Dispose() => Frame.Release();
     }
 
+    /// <summary>The budget runs' latency budget in ms: 15, or the named variable's value (for A/B of the budget itself).</summary>
+    private static int BudgetMs(string variable) =>
+        int.TryParse(Environment.GetEnvironmentVariable(variable), NumberStyles.Integer, CultureInfo.InvariantCulture, out var ms) && ms > 0 ? ms : 15;
+
     private static double Percentile(List<double> sorted, double p) =>
         sorted.Count == 0 ? double.NaN : sorted[Math.Min(sorted.Count - 1, (int)(p * sorted.Count))];
 
-    private static async Task<RelayProcess> StartRestream(string server, int ingestPort, int sinkPort, int fanout, bool merged, bool budget = false,
+    private static async Task<RelayProcess> StartRestream(string server, int ingestPort, int sinkPort, int fanout, bool merged, int budget = 0,
         IReadOnlyDictionary<string, string>? env = null)
     {
         var args = new List<string>
@@ -274,9 +276,9 @@ public static class RelayBenchmark
             "--Restream:Channels:0:Name=bench", "--Restream:Channels:0:StreamKey=benchkey-123456",
             "--Logging:LogLevel:Default=Warning",
         };
-        if (budget)
+        if (budget > 0)
         {
-            args.Add("--Restream:Rtmp:LatencyBudget=00:00:00.015");
+            args.Add($"--Restream:Rtmp:LatencyBudget={TimeSpan.FromMilliseconds(budget):c}");
         }
 
         if (!merged)
@@ -297,7 +299,13 @@ public static class RelayBenchmark
         return process;
     }
 
-    private static async Task<RelayProcess> StartFloor(string repoRoot, string resultsDir, int ingestPort, int sinkPort, int lowat, int waitMs)
+    private static Task<RelayProcess> StartFloorCs(int ingestPort, int sinkPort, int lowat, int waitMs, int sinks, bool rtmp) =>
+        Task.FromResult(RelayProcess.Start("dotnet",
+            [typeof(FloorRelay).Assembly.Location, "floor-relay", .. new[] { ingestPort, sinkPort, lowat, waitMs, sinks }.Select(n => n.ToString(CultureInfo.InvariantCulture)),
+             rtmp ? "rtmp" : "bytes"],
+            dir: null, new Dictionary<string, string> { ["DOTNET_TieredCompilation"] = "0", ["DOTNET_gcServer"] = "0", ["DOTNET_gcConcurrent"] = "0" }));
+
+    private static async Task<RelayProcess> StartFloor(string repoRoot, string resultsDir, int ingestPort, int sinkPort, int lowat, int waitMs, int sinks)
     {
         var binary = Path.Combine(resultsDir, "floor-relay");
         if (!File.Exists(binary) || File.GetLastWriteTimeUtc(binary) < File.GetLastWriteTimeUtc(Path.Combine(repoRoot, "bench", "floor-relay.c")))
@@ -311,7 +319,7 @@ public static class RelayBenchmark
         }
 
         return RelayProcess.Start(binary, [ingestPort.ToString(CultureInfo.InvariantCulture), sinkPort.ToString(CultureInfo.InvariantCulture),
-            lowat.ToString(CultureInfo.InvariantCulture), waitMs.ToString(CultureInfo.InvariantCulture)], dir: null);
+            lowat.ToString(CultureInfo.InvariantCulture), waitMs.ToString(CultureInfo.InvariantCulture), sinks.ToString(CultureInfo.InvariantCulture)], dir: null);
     }
 
     private static async Task<RelayProcess> StartNginx(string resultsDir, int ingestPort, int sinkPort, int fanout)
