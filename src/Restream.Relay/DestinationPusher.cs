@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Runtime.ExceptionServices;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
@@ -223,6 +224,11 @@ public sealed partial class DestinationPusher
         }
     }
 
+    private long _directWrites;
+
+    /// <summary>Writes the publisher's thread made itself while the send loop waited (see <see cref="DirectSend"/>).</summary>
+    internal long DirectWrites => Interlocked.Read(ref _directWrites);
+
     /// <summary>Most frames in one write (a backlog of audio alone could otherwise pass the kernel's iovec limit).</summary>
     private const int MaxBatch = 64;
 
@@ -230,10 +236,22 @@ public sealed partial class DestinationPusher
     {
         var batch = new List<MediaFrame>(8);
         var heldSince = 0L;
+        var direct = new DirectSend(this, client, cancellationToken);
+        queue.SetDirectConsumer(direct);
         try
         {
-            while (await queue.WaitToReadAsync().ConfigureAwait(false))
+            while (true)
             {
+                // While we wait with nothing held, the publisher's thread sends what it queues itself.
+                direct.Enabled = batch.Count == 0 && _hub.DeferWakes;
+                var more = await queue.WaitToReadAsync().ConfigureAwait(false);
+                direct.Enabled = false;
+                await direct.SettleAsync().ConfigureAwait(false); // a send it began and could not finish, or its failure
+                if (!more)
+                {
+                    break;
+                }
+
                 // Everything queued goes out in one write (a read's worth of frames, or a backlog) ...
                 while (queue.DequeueInto(batch, MaxBatch) > 0 && batch.Count == MaxBatch)
                 {
@@ -256,7 +274,72 @@ public sealed partial class DestinationPusher
         }
         finally
         {
+            queue.SetDirectConsumer(null);
             Release(batch); // what was held when the send loop stopped
+        }
+    }
+
+    /// <summary>
+    /// Sends on the publisher's thread while the send loop waits (<see cref="FrameQueue.SetDirectConsumer"/>):
+    /// a read's frames go from the hub to the socket without resuming the loop. What the socket cannot
+    /// take at once, and any failure, go to the loop, which is woken to see to them.
+    /// </summary>
+    private sealed class DirectSend(DestinationPusher pusher, IPublishClient client, CancellationToken cancellationToken) : FrameQueue.IDirectConsumer
+    {
+        private readonly List<MediaFrame> _batch = new(8);
+        private ValueTask _pending;
+        private ExceptionDispatchInfo? _failure;
+
+        /// <summary>Set by the send loop: only while it waits with nothing held may frames skip it.</summary>
+        public bool Enabled { get; set; }
+
+        public bool TryTakeNow(FrameQueue queue)
+        {
+            if (!Enabled)
+            {
+                return false;
+            }
+
+            try
+            {
+                while (queue.DequeueInto(_batch, MaxBatch) > 0)
+                {
+                    var send = pusher.SendBatchAsync(client, _batch, cancellationToken);
+                    if (!send.IsCompletedSuccessfully)
+                    {
+                        _pending = send; // releases the batch when it ends
+                        Enabled = false;
+                        return false;
+                    }
+
+                    send.GetAwaiter().GetResult();
+                    Interlocked.Increment(ref pusher._directWrites);
+                }
+
+                return true;
+            }
+            catch (Exception e)
+            {
+                // Never the publisher's problem: the send loop rethrows it and the destination reconnects.
+                Release(_batch);
+                _failure = ExceptionDispatchInfo.Capture(e);
+                Enabled = false;
+                return false;
+            }
+        }
+
+        /// <summary>On the send loop, once woken: finishes a send begun here, or throws why it failed.</summary>
+        public async ValueTask SettleAsync()
+        {
+            if (_failure is { } failure)
+            {
+                _failure = null;
+                failure.Throw();
+            }
+
+            var pending = _pending;
+            _pending = default;
+            await pending.ConfigureAwait(false);
         }
     }
 

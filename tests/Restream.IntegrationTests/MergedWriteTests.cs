@@ -125,6 +125,88 @@ public sealed class MergedWriteTests
         Assert.Equal(200 - 3 * 64, client.Batches[^1].Length);
     }
 
+    [Fact]
+    public async Task With_wakes_per_read_the_publishers_thread_sends_each_read_itself_in_order()
+    {
+        var (_, hub, client, sending, pusher) = StartDeferred();
+        var thread = Environment.CurrentManagedThreadId;
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        Publish(hub, MediaKind.Audio, 10, Audio);
+        hub.FlushWakes();
+        Publish(hub, MediaKind.Video, 33, Interframe);
+        hub.FlushWakes();
+
+        Assert.Equal(["V0", "A10"], client.Batches[^2]);
+        Assert.Equal(["V33"], client.Batches[^1]);
+        Assert.All(client.Threads, t => Assert.Equal(thread, t));
+        Assert.True(pusher.DirectWrites >= 2, $"{pusher.DirectWrites} writes made on the publisher's thread, expected both reads'");
+        Assert.False(sending.IsCompleted);
+
+        hub.End();
+        await sending.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(5, client.Batches.SelectMany(b => b).Count()); // two sequence headers, three frames, each once
+    }
+
+    [Fact]
+    public async Task A_direct_send_the_socket_cannot_finish_is_completed_by_the_send_loop_before_anything_after_it()
+    {
+        var (_, hub, client, sending, _) = StartDeferred();
+        var slow = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        client.Next = () => new ValueTask(slow.Task); // the next write waits for room
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        hub.FlushWakes();
+        Publish(hub, MediaKind.Video, 33, Interframe);
+        hub.FlushWakes(); // queued behind the unfinished write, not sent past it
+        Assert.Equal(["V0"], client.Batches[^1]);
+
+        slow.SetResult();
+        await WaitUntilAsync(() => client.Batches[^1] is ["V33"]);
+        Publish(hub, MediaKind.Video, 66, Interframe);
+        hub.FlushWakes();
+        await WaitUntilAsync(() => client.Batches[^1] is ["V66"]);
+        hub.End();
+        await sending.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(["V0", "V33", "V66"], client.Batches.SelectMany(b => b).Where(f => !f.EndsWith("Header", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task A_direct_send_that_fails_ends_the_send_loop_not_the_publisher()
+    {
+        var (_, hub, client, sending, _) = StartDeferred();
+        client.Next = () => throw new IOException("the connection is closed (ConnectionReset)");
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        hub.FlushWakes(); // must not throw on the publisher's thread
+
+        var error = await Assert.ThrowsAsync<IOException>(() => sending.WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.Contains("ConnectionReset", error.Message);
+        Publish(hub, MediaKind.Video, 33, Interframe); // the stream goes on for everyone else
+        hub.FlushWakes();
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "timed out waiting for the send loop");
+            await Task.Delay(10);
+        }
+    }
+
+    /// <summary>A hub that wakes destinations once per read (as the ingest does with merged reads), and its pusher.</summary>
+    private static (FakeTimeProvider Time, StreamHub Hub, RecordingClient Client, Task Sending, DestinationPusher Pusher) StartDeferred()
+    {
+        var time = new FakeTimeProvider();
+        var hub = new StreamHub("c1", "main", "127.0.0.1:1", time) { DeferWakes = true };
+        Publish(hub, MediaKind.Video, 0, VideoHeader);
+        Publish(hub, MediaKind.Audio, 0, AudioHeader);
+        var pusher = new DestinationPusher(hub, new DestinationConfig("d1", "dest", new Uri("rtmp://127.0.0.1/app"), "key", true),
+            new RelayOptions(), null, time, NullLogger<DestinationPusher>.Instance);
+        var client = new RecordingClient();
+        var sending = pusher.SendAsync(client, hub.Subscribe(), CancellationToken.None);
+        return (time, hub, client, sending, pusher);
+    }
+
     private static (FakeTimeProvider Time, StreamHub Hub, RecordingClient Client, Task Sending) Start(TimeSpan window, bool withVideo)
     {
         var time = new FakeTimeProvider();
@@ -149,16 +231,27 @@ public sealed class MergedWriteTests
     private sealed class RecordingClient : IPublishClient
     {
         public List<string[]> Batches { get; } = [];
+        public List<int> Threads { get; } = [];
         public long BytesSent { get; private set; }
+
+        /// <summary>How the next write ends (once): by default at once.</summary>
+        public Func<ValueTask>? Next { get; set; }
 
         public ValueTask SendFrameAsync(MediaFrame frame, CancellationToken cancellationToken) => SendFramesAsync([frame], cancellationToken);
 
         public ValueTask SendFramesAsync(IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken)
         {
             // Sequence headers are noted by kind only: the tests look at the media frames.
-            Batches.Add([.. frames.Select(f => f.IsSequenceHeader ? $"{f.Kind}Header" : $"{(f.Kind == MediaKind.Video ? 'V' : 'A')}{f.Timestamp}")]);
-            BytesSent += frames.Sum(f => f.Length);
-            return ValueTask.CompletedTask;
+            lock (Batches)
+            {
+                Batches.Add([.. frames.Select(f => f.IsSequenceHeader ? $"{f.Kind}Header" : $"{(f.Kind == MediaKind.Video ? 'V' : 'A')}{f.Timestamp}")]);
+                Threads.Add(Environment.CurrentManagedThreadId);
+                BytesSent += frames.Sum(f => f.Length);
+            }
+
+            var next = Next;
+            Next = null;
+            return next?.Invoke() ?? ValueTask.CompletedTask;
         }
 
         public Task ReadUntilClosedAsync(CancellationToken cancellationToken) => Task.Delay(Timeout.Infinite, cancellationToken);

@@ -120,8 +120,47 @@ public sealed class FrameQueue : IValueTaskSource<bool>
         return wake;
     }
 
-    /// <summary>Wakes the waiting reader (its continuation runs here, on this thread).</summary>
-    internal void Wake() => _signal.SetResult(true);
+    /// <summary>
+    /// Takes what is queued on the producer's thread while the reader waits (see <see cref="SetDirectConsumer"/>).
+    /// </summary>
+    internal interface IDirectConsumer
+    {
+        /// <summary>
+        /// Called on the producer's thread while the reader waits and frames are queued: take them and
+        /// send them now. True when that is done and the reader may go on waiting; false to wake the
+        /// reader instead (it declined, or the send could not finish at once and the reader must see to it).
+        /// </summary>
+        bool TryTakeNow(FrameQueue queue);
+    }
+
+    private volatile IDirectConsumer? _direct;
+
+    /// <summary>
+    /// While the reader waits, the producer hands new frames to <paramref name="consumer"/> on its own
+    /// thread instead of resuming the reader: the same work without the reader's continuation, its
+    /// second look at the queue and its going back to wait. Null to stop.
+    /// </summary>
+    internal void SetDirectConsumer(IDirectConsumer? consumer) => _direct = consumer;
+
+    /// <summary>Wakes the waiting reader (its continuation runs here, on this thread), or lets the direct consumer take the frames.</summary>
+    internal void Wake()
+    {
+        // Only one thread at a time gets here for a waiting reader: the one whose enqueue (or
+        // completion) cleared _waiting. So the direct consumer never runs beside the reader.
+        if (_direct is { } direct && direct.TryTakeNow(this))
+        {
+            lock (_gate)
+            {
+                if (_items.Count == 0 && !_completed)
+                {
+                    _waiting = true; // still waiting: the next frame comes this way again
+                    return;
+                }
+            }
+        }
+
+        _signal.SetResult(true);
+    }
 
     private void DropBacklog()
     {
