@@ -26,6 +26,26 @@ public static class RelayBenchmark
     {
         var resultsDir = Path.Combine(repoRoot, "bench", "results");
         Directory.CreateDirectory(resultsDir);
+        var only = Environment.GetEnvironmentVariable("RESTREAM_BENCH_ONLY");
+        var peers = new List<string> { "ffmpeg" };
+        if (only is null || only.Split(',').Contains("nginx-rtmp"))
+        {
+            peers.Add("nginx");
+        }
+
+        if (only is null || only.Split(',').Any(v => v is "floor" or "floor-unmerged"))
+        {
+            peers.Add("cc");
+        }
+
+        var missing = peers.Where(p => !OnPath(p)).ToList();
+        if (missing.Count > 0)
+        {
+            Console.Error.WriteLine($"the relay bench needs {string.Join(", ", missing)} on PATH: install ffmpeg, nginx, libnginx-mod-rtmp and gcc " +
+                "(bash scripts/test.sh installs all but gcc)");
+            return 1;
+        }
+
         var input = await EnsureInputAsync(resultsDir);
         var frames = LoadFlv(input);
         Console.WriteLine($"input: {input} ({frames.Count} tags, {frames.Count(f => f.Kind == MediaKind.Video)} video frames)");
@@ -39,7 +59,6 @@ public static class RelayBenchmark
         // RESTREAM_BENCH_ONLY=restream,nginx-rtmp (any of restream, restream-budget, restream-unmerged, nginx-rtmp, floor,
         // floor-unmerged, floor-cs, floor-rtmp, floor-rtmp-merged, baseline, baseline-budget) measures only those;
         // the ratio needs restream and nginx-rtmp.
-        var only = Environment.GetEnvironmentVariable("RESTREAM_BENCH_ONLY");
         var rows = new List<string>();
         foreach (var fanout in fanouts)
         {
@@ -376,6 +395,10 @@ public static class RelayBenchmark
 
         return path;
     }
+
+    private static bool OnPath(string program) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? string.Empty).Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
+            .Any(dir => File.Exists(Path.Combine(dir, program)));
 
     private static List<MediaFrame> LoadFlv(string path)
     {
