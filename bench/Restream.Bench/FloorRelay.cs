@@ -1,8 +1,8 @@
+using System.Buffers;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using System.Buffers;
 using Restream.Ingest.Rtmp;
 using Restream.Media.Rtmp;
 
@@ -67,6 +67,7 @@ internal static unsafe partial class FloorRelay
             Console.Error.WriteLine("SINKS must be 1 to 64");
             return 2;
         }
+
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, listenPort));
