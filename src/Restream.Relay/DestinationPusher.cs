@@ -302,7 +302,9 @@ public sealed partial class DestinationPusher
 
             try
             {
-                while (queue.DequeueInto(_batch, MaxBatch) > 0)
+                // A batch short of the limit emptied the queue (the producer is this thread): no second look.
+                int moved;
+                while ((moved = queue.DequeueInto(_batch, MaxBatch)) > 0)
                 {
                     var send = pusher.SendBatchAsync(client, _batch, cancellationToken);
                     if (!send.IsCompletedSuccessfully)
@@ -314,6 +316,10 @@ public sealed partial class DestinationPusher
 
                     send.GetAwaiter().GetResult();
                     Interlocked.Increment(ref pusher._directWrites);
+                    if (moved < MaxBatch)
+                    {
+                        break;
+                    }
                 }
 
                 return true;
@@ -321,7 +327,7 @@ public sealed partial class DestinationPusher
             catch (Exception e)
             {
                 // Never the publisher's problem: the send loop rethrows it and the destination reconnects.
-                Release(_batch);
+                // (SendBatchAsync has released the batch.)
                 _failure = ExceptionDispatchInfo.Capture(e);
                 Enabled = false;
                 return false;
