@@ -313,16 +313,32 @@ public static class RelayBenchmark
             args.Add($"--Restream:Channels:0:Destinations:{i}:Key=d{i}");
         }
 
-        var process = RelayProcess.Start("dotnet", args, dir: null, env);
+        var process = RelayProcess.Start("dotnet", args, dir: null, WithServerRuntime(env));
         await Task.CompletedTask;
         return process;
+    }
+
+    /// <summary>
+    /// The runtime settings the server command (<c>scripts/run.sh</c>) starts the server with, under
+    /// <paramref name="env"/> (which may override them): no ReadyToRun code, every method compiled
+    /// optimized by the JIT (the server's project turns tiered compilation off).
+    /// </summary>
+    private static Dictionary<string, string> WithServerRuntime(IReadOnlyDictionary<string, string>? env)
+    {
+        var settings = new Dictionary<string, string> { ["DOTNET_ReadyToRun"] = "0" };
+        foreach (var (name, value) in env ?? new Dictionary<string, string>())
+        {
+            settings[name] = value;
+        }
+
+        return settings;
     }
 
     private static Task<RelayProcess> StartFloorCs(int ingestPort, int sinkPort, int lowat, int waitMs, int sinks, bool rtmp) =>
         Task.FromResult(RelayProcess.Start("dotnet",
             [typeof(FloorRelay).Assembly.Location, "floor-relay", .. new[] { ingestPort, sinkPort, lowat, waitMs, sinks }.Select(n => n.ToString(CultureInfo.InvariantCulture)),
              rtmp ? "rtmp" : "bytes"],
-            dir: null, new Dictionary<string, string> { ["DOTNET_TieredCompilation"] = "0", ["DOTNET_gcServer"] = "0", ["DOTNET_gcConcurrent"] = "0" }));
+            dir: null, WithServerRuntime(new Dictionary<string, string> { ["DOTNET_TieredCompilation"] = "0", ["DOTNET_gcServer"] = "0", ["DOTNET_gcConcurrent"] = "0" })));
 
     private static async Task<RelayProcess> StartFloor(string repoRoot, string resultsDir, int ingestPort, int sinkPort, int lowat, int waitMs, int sinks)
     {

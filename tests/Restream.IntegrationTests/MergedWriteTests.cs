@@ -128,7 +128,7 @@ public sealed class MergedWriteTests
     [Fact]
     public async Task With_wakes_per_read_the_publishers_thread_sends_each_read_itself_in_order()
     {
-        var (_, hub, client, sending, pusher) = StartDeferred();
+        var (hub, _, client, sending, pusher) = StartDeferred();
         var thread = Environment.CurrentManagedThreadId;
         Publish(hub, MediaKind.Video, 0, Keyframe);
         Publish(hub, MediaKind.Audio, 10, Audio);
@@ -150,7 +150,7 @@ public sealed class MergedWriteTests
     [Fact]
     public async Task A_direct_send_the_socket_cannot_finish_is_completed_by_the_send_loop_before_anything_after_it()
     {
-        var (_, hub, client, sending, _) = StartDeferred();
+        var (hub, _, client, sending, _) = StartDeferred();
         var slow = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         client.Next = () => new ValueTask(slow.Task); // the next write waits for room
         Publish(hub, MediaKind.Video, 0, Keyframe);
@@ -172,7 +172,7 @@ public sealed class MergedWriteTests
     [Fact]
     public async Task A_direct_send_that_fails_ends_the_send_loop_not_the_publisher()
     {
-        var (_, hub, client, sending, _) = StartDeferred();
+        var (hub, _, client, sending, _) = StartDeferred();
         client.Next = () => throw new IOException("the connection is closed (ConnectionReset)");
         Publish(hub, MediaKind.Video, 0, Keyframe);
         hub.FlushWakes(); // must not throw on the publisher's thread
@@ -181,6 +181,114 @@ public sealed class MergedWriteTests
         Assert.Contains("ConnectionReset", error.Message);
         Publish(hub, MediaKind.Video, 33, Interframe); // the stream goes on for everyone else
         hub.FlushWakes();
+    }
+
+    [Fact]
+    public async Task Once_a_destination_has_caught_up_each_read_goes_to_it_through_the_lane_without_its_queue()
+    {
+        var (hub, queue, client, sending, _) = StartDeferred();
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        hub.FlushWakes(); // sent by the publisher's thread from the queue: the destination joins the lane
+        Assert.True(queue.InLane);
+
+        for (var read = 1; read <= 3; read++)
+        {
+            Publish(hub, MediaKind.Video, (uint)(33 * read), Interframe);
+            Publish(hub, MediaKind.Audio, (uint)(33 * read + 10), Audio);
+            Assert.Equal(0, queue.Count); // skipped by the publisher: nothing queued to be dequeued again
+            hub.FlushWakes();
+            Assert.Equal([$"V{33 * read}", $"A{33 * read + 10}"], client.Batches[^1]);
+        }
+
+        Assert.Equal(3, queue.LaneSends);
+        Assert.False(sending.IsCompleted);
+        var outstanding = MediaFrame.Outstanding;
+        hub.End();
+        await sending.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(["V0", "V33", "A43", "V66", "A76", "V99", "A109"], client.Batches.SelectMany(b => b).Where(f => !f.EndsWith("Header", StringComparison.Ordinal)));
+        Assert.True(MediaFrame.Outstanding < outstanding, "the lane's frames are released with the stream's end");
+    }
+
+    [Fact]
+    public async Task A_read_in_the_lane_the_socket_cannot_finish_leaves_the_lane_and_nothing_passes_it()
+    {
+        var (hub, queue, client, sending, _) = StartDeferred();
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        hub.FlushWakes();
+        Assert.True(queue.InLane);
+
+        var slow = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        client.Next = () => new ValueTask(slow.Task);
+        Publish(hub, MediaKind.Video, 33, Interframe);
+        hub.FlushWakes(); // handed to the send loop, unfinished
+        Assert.False(queue.InLane);
+        Publish(hub, MediaKind.Video, 66, Interframe);
+        hub.FlushWakes(); // queued behind it
+        Assert.Equal(["V33"], client.Batches[^1]);
+
+        slow.SetResult();
+        await WaitUntilAsync(() => client.Batches[^1] is ["V66"]);
+        hub.End();
+        await sending.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(["V0", "V33", "V66"], client.Batches.SelectMany(b => b).Where(f => !f.EndsWith("Header", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task A_read_too_long_for_one_write_goes_through_the_queue_in_order()
+    {
+        var (hub, queue, client, sending, _) = StartDeferred();
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        hub.FlushWakes();
+        Assert.True(queue.InLane);
+
+        for (uint t = 1; t <= 70; t++)
+        {
+            Publish(hub, MediaKind.Audio, t, Audio); // a backlog read at once: more than one write may carry
+        }
+
+        hub.FlushWakes();
+        await WaitUntilAsync(() => client.Batches.Sum(b => b.Count(f => f.StartsWith('A') && !f.EndsWith("Header", StringComparison.Ordinal))) == 70);
+        Assert.All(client.Batches, b => Assert.True(b.Length <= 64, $"a write of {b.Length} frames"));
+        Publish(hub, MediaKind.Video, 100, Interframe);
+        hub.FlushWakes();
+        await WaitUntilAsync(() => client.Batches[^1] is ["V100"]);
+        hub.End();
+        await sending.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(["V0", .. Enumerable.Range(1, 70).Select(t => $"A{t}"), "V100"],
+            client.Batches.SelectMany(b => b).Where(f => !f.EndsWith("Header", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task The_last_read_before_the_stream_ends_reaches_a_destination_in_the_lane()
+    {
+        var (hub, queue, client, sending, _) = StartDeferred();
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        hub.FlushWakes();
+        Assert.True(queue.InLane);
+
+        Publish(hub, MediaKind.Video, 33, Interframe); // the publisher leaves before this read is flushed
+        hub.End();
+        await sending.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(["V0", "V33"], client.Batches.SelectMany(b => b).Where(f => !f.EndsWith("Header", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task A_destination_that_leaves_while_in_the_lane_does_not_disturb_the_stream()
+    {
+        var (hub, queue, client, sending, _) = StartDeferred();
+        var other = hub.Subscribe();
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        hub.FlushWakes();
+        Assert.True(queue.InLane);
+
+        hub.Unsubscribe(queue);
+        await sending.WaitAsync(TimeSpan.FromSeconds(5));
+        var writes = client.Batches.Count;
+        Publish(hub, MediaKind.Video, 33, Interframe);
+        hub.FlushWakes();
+        Assert.Equal(writes, client.Batches.Count);
+        Assert.Equal(4, other.Count); // both headers and both frames, for the subscriber that stayed
+        hub.End();
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition)
@@ -194,7 +302,7 @@ public sealed class MergedWriteTests
     }
 
     /// <summary>A hub that wakes destinations once per read (as the ingest does with merged reads), and its pusher.</summary>
-    private static (FakeTimeProvider Time, StreamHub Hub, RecordingClient Client, Task Sending, DestinationPusher Pusher) StartDeferred()
+    private static (StreamHub Hub, FrameQueue Queue, RecordingClient Client, Task Sending, DestinationPusher Pusher) StartDeferred()
     {
         var time = new FakeTimeProvider();
         var hub = new StreamHub("c1", "main", "127.0.0.1:1", time) { DeferWakes = true };
@@ -203,8 +311,9 @@ public sealed class MergedWriteTests
         var pusher = new DestinationPusher(hub, new DestinationConfig("d1", "dest", new Uri("rtmp://127.0.0.1/app"), "key", true),
             new RelayOptions(), null, time, NullLogger<DestinationPusher>.Instance);
         var client = new RecordingClient();
-        var sending = pusher.SendAsync(client, hub.Subscribe(), CancellationToken.None);
-        return (time, hub, client, sending, pusher);
+        var queue = hub.Subscribe();
+        var sending = pusher.SendAsync(client, queue, CancellationToken.None);
+        return (hub, queue, client, sending, pusher);
     }
 
     private static (FakeTimeProvider Time, StreamHub Hub, RecordingClient Client, Task Sending) Start(TimeSpan window, bool withVideo)

@@ -194,7 +194,10 @@ public sealed class RtmpConnection : IAsyncDisposable
             var result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
             var buffer = result.Buffer;
             var reader = new SequenceReader<byte>(buffer);
-            if (_chunks.TryReadMessage(ref reader, out var message))
+            WakeProfile.Enter(WakeProfile.Phase.Parse);
+            var complete = _chunks.TryReadMessage(ref reader, out var message);
+            WakeProfile.Enter(WakeProfile.Phase.Ours);
+            if (complete)
             {
                 _input.AdvanceTo(reader.Position);
                 var total = Interlocked.Add(ref _bytesReceived, reader.Consumed);

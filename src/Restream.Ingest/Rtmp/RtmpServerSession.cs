@@ -110,8 +110,10 @@ public sealed partial class RtmpServerSession
                 if (message.TypeId is RtmpMessageType.Audio or RtmpMessageType.Video)
                 {
                     // Media is handled in place: the body buffer moves into the hub without a copy.
+                    WakeProfile.Enter(WakeProfile.Phase.Hub);
                     PublishMedia(ref message);
                     message.Dispose();
+                    WakeProfile.Enter(WakeProfile.Phase.Ours);
                     continue;
                 }
 
@@ -280,11 +282,15 @@ public sealed partial class RtmpServerSession
 
         public double BeforeWait(double now, out WaitMark mark)
         {
+            WakeProfile.Enter(WakeProfile.Phase.Plan);
             var (send, wakeBy, planned) = planner.Plan(now);
             if (send)
             {
+                WakeProfile.Enter(WakeProfile.Phase.Dispatch);
                 hub.FlushWakes();
             }
+
+            WakeProfile.Enter(WakeProfile.Phase.Ours);
 
             mark = planned;
             return wakeBy;

@@ -81,9 +81,9 @@ internal static unsafe partial class UnixSockets
         var header = new MessageHeader { Vectors = vectors, VectorCount = (nuint)count };
         while (true)
         {
-            WakeProfile.Enter(WakeProfile.Phase.Send);
+            WakeProfile.Call(WakeProfile.Phase.Send);
             var sent = SendMessage(lease.Fd, &header, MsgDontWait | MsgNoSignal);
-            WakeProfile.Enter(WakeProfile.Phase.Ours);
+            WakeProfile.Return();
             if (sent >= 0)
             {
                 return (int)sent;
@@ -107,9 +107,9 @@ internal static unsafe partial class UnixSockets
     {
         using var lease = new HandleLease(socket);
         var descriptor = new PollDescriptor { Fd = lease.Fd, Events = PollIn };
-        WakeProfile.Enter(WakeProfile.Phase.Poll);
+        WakeProfile.Call(WakeProfile.Phase.Poll);
         var ready = PollDescriptors(&descriptor, 1, timeoutMilliseconds) != 0;
-        WakeProfile.Enter(WakeProfile.Phase.Ours);
+        WakeProfile.Return();
         return ready;
     }
 
@@ -124,9 +124,9 @@ internal static unsafe partial class UnixSockets
         {
             while (true)
             {
-                WakeProfile.Enter(WakeProfile.Phase.Receive);
+                WakeProfile.Call(WakeProfile.Phase.Receive);
                 var received = ReceiveBytes(lease.Fd, bytes, (nuint)buffer.Length, MsgDontWait);
-                WakeProfile.Enter(WakeProfile.Phase.Ours);
+                WakeProfile.Return();
                 if (received >= 0)
                 {
                     return (int)received;
@@ -148,9 +148,9 @@ internal static unsafe partial class UnixSockets
     public static void SetReceiveLowWater(Socket socket, int bytes)
     {
         using var lease = new HandleLease(socket);
-        WakeProfile.Enter(WakeProfile.Phase.SetOption);
+        WakeProfile.Call(WakeProfile.Phase.SetOption);
         var failed = SetOption(lease.Fd, SolSocket, SoReceiveLowWater, &bytes, sizeof(int)) != 0;
-        WakeProfile.Enter(WakeProfile.Phase.Ours);
+        WakeProfile.Return();
         if (failed)
         {
             throw new SocketException(Marshal.GetLastPInvokeError());

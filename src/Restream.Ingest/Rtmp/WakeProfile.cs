@@ -28,9 +28,13 @@ internal static unsafe partial class WakeProfile
         Receive,
         Send,
         SetOption,
+        Parse,
+        Hub,
+        Plan,
+        Dispatch,
     }
 
-    private static readonly string[] Names = ["ours", "poll", "recv", "sendmsg", "setsockopt"];
+    private static readonly string[] Names = ["ours", "poll", "recv", "sendmsg", "setsockopt", "parse", "hub", "plan", "dispatch"];
     private static readonly string? Path = Environment.GetEnvironmentVariable("RESTREAM_WAKE_PROFILE");
 
     [ThreadStatic] private static long[]? t_nanoseconds;
@@ -38,6 +42,7 @@ internal static unsafe partial class WakeProfile
     [ThreadStatic] private static long t_phaseStart;
     [ThreadStatic] private static Phase t_phase;
     [ThreadStatic] private static long t_reportAt;
+    [ThreadStatic] private static Phase t_outer;
 
     [StructLayout(LayoutKind.Sequential)]
     private struct TimeSpec
@@ -58,6 +63,18 @@ internal static unsafe partial class WakeProfile
     /// <summary>The calling thread enters <paramref name="phase"/> (in a build with <c>RestreamWakeProfile=true</c>).</summary>
     [Conditional("RESTREAM_WAKE_PROFILE")]
     public static void Enter(Phase phase) => Switch(phase);
+
+    /// <summary>The calling thread makes a system call (<paramref name="phase"/>); <see cref="Return"/> goes back to the phase it was in.</summary>
+    [Conditional("RESTREAM_WAKE_PROFILE")]
+    public static void Call(Phase phase)
+    {
+        t_outer = t_phase;
+        Switch(phase);
+    }
+
+    /// <summary>The system call <see cref="Call"/> began has returned.</summary>
+    [Conditional("RESTREAM_WAKE_PROFILE")]
+    public static void Return() => Switch(t_outer);
 
     /// <summary>Profiles the calling thread from now on, when <c>RESTREAM_WAKE_PROFILE</c> names a file.</summary>
     public static void Begin()
