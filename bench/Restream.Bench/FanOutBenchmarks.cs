@@ -124,7 +124,7 @@ public class SendBenchmarks
     private System.Net.Sockets.Socket _reader = null!;
     private Restream.Ingest.Rtmp.RtmpConnection _connection = null!;
     private Thread _drain = null!;
-    private MediaFrame[] _frames = [];
+    private List<MediaFrame> _frames = [];
     private volatile bool _stop;
 
     [GlobalSetup]

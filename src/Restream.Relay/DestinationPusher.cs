@@ -300,54 +300,28 @@ public sealed partial class DestinationPusher
                 return false;
             }
 
-            // A batch short of the limit emptied the queue (the producer is this thread): no second look.
-            int moved;
-            while ((moved = queue.DequeueInto(_batch, MaxBatch)) > 0)
-            {
-                if (!SendBatch())
-                {
-                    return false;
-                }
-
-                if (moved < MaxBatch)
-                {
-                    break;
-                }
-            }
-
-            return true;
-        }
-
-        public FrameQueue.LaneSend TrySendNow(List<MediaFrame> frames)
-        {
-            if (!Enabled || frames.Count > MaxBatch)
-            {
-                return FrameQueue.LaneSend.Declined; // a backlog that long goes through the queue, in bounded writes
-            }
-
-            for (var i = 0; i < frames.Count; i++)
-            {
-                _batch.Add(frames[i].AddRef());
-            }
-
-            return SendBatch() ? FrameQueue.LaneSend.Sent : FrameQueue.LaneSend.Handed;
-        }
-
-        /// <summary>Sends the batch (and releases it): false when the send loop must finish it or learn why it failed.</summary>
-        private bool SendBatch()
-        {
             try
             {
-                var send = pusher.SendBatchAsync(client, _batch, cancellationToken);
-                if (!send.IsCompletedSuccessfully)
+                // A batch short of the limit emptied the queue (the producer is this thread): no second look.
+                int moved;
+                while ((moved = queue.DequeueInto(_batch, MaxBatch)) > 0)
                 {
-                    _pending = send; // releases the batch when it ends
-                    Enabled = false;
-                    return false;
+                    var send = pusher.SendBatchAsync(client, _batch, cancellationToken);
+                    if (!send.IsCompletedSuccessfully)
+                    {
+                        _pending = send; // releases the batch when it ends
+                        Enabled = false;
+                        return false;
+                    }
+
+                    send.GetAwaiter().GetResult();
+                    Interlocked.Increment(ref pusher._directWrites);
+                    if (moved < MaxBatch)
+                    {
+                        break;
+                    }
                 }
 
-                send.GetAwaiter().GetResult();
-                Interlocked.Increment(ref pusher._directWrites);
                 return true;
             }
             catch (Exception e)

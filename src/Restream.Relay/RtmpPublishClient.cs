@@ -265,7 +265,7 @@ public sealed class RtmpPublishClient : IPublishClient
     }
 
     /// <summary>Sends several audio/video frames with one write where the socket allows.</summary>
-    public ValueTask SendFramesAsync(IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken)
+    public ValueTask SendFramesAsync(List<MediaFrame> frames, CancellationToken cancellationToken)
     {
         for (var i = 0; i < frames.Count; i++) // indexed: no enumerator to allocate
         {

@@ -15,11 +15,11 @@ public interface IPublishClient : IAsyncDisposable
     ValueTask SendFrameAsync(MediaFrame frame, CancellationToken cancellationToken);
 
     /// <summary>Sends several frames in order; a client that can send them with one write does.</summary>
-    ValueTask SendFramesAsync(IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken) =>
+    ValueTask SendFramesAsync(List<MediaFrame> frames, CancellationToken cancellationToken) =>
         SendEachAsync(this, frames, cancellationToken);
 
     /// <summary>One frame after another (indexed: no enumerator is allocated on the media path).</summary>
-    protected static async ValueTask SendEachAsync(IPublishClient client, IReadOnlyList<MediaFrame> frames, CancellationToken cancellationToken)
+    protected static async ValueTask SendEachAsync(IPublishClient client, List<MediaFrame> frames, CancellationToken cancellationToken)
     {
         for (var i = 0; i < frames.Count; i++)
         {

@@ -74,52 +74,47 @@ public sealed class FrameQueue : IValueTaskSource<bool>
     /// <summary>Adds a frame; returns true when the reader waits and must be woken with <see cref="Wake"/>.</summary>
     internal bool EnqueueWithoutWaking(MediaFrame frame, bool isBoundary)
     {
+        var wake = false;
         lock (_gate)
         {
-            return EnqueueLocked(frame, isBoundary);
-        }
-    }
-
-    private bool EnqueueLocked(MediaFrame frame, bool isBoundary)
-    {
-        var wake = false;
-        if (_completed)
-        {
-            frame.Release();
-            return false;
-        }
-
-        var essential = frame.IsSequenceHeader || frame.Kind == MediaKind.Data;
-        if (_awaitingKeyframe && !essential)
-        {
-            if (!isBoundary)
+            if (_completed)
             {
-                DroppedFrames++;
                 frame.Release();
                 return false;
             }
 
-            _awaitingKeyframe = false;
-        }
-
-        if (!essential && (_items.Count >= _maxFrames || _bytes + frame.Length > _maxBytes))
-        {
-            DropBacklog();
-            if (!isBoundary)
+            var essential = frame.IsSequenceHeader || frame.Kind == MediaKind.Data;
+            if (_awaitingKeyframe && !essential)
             {
-                _awaitingKeyframe = true;
-                DroppedFrames++;
-                frame.Release();
-                return false;
-            }
-        }
+                if (!isBoundary)
+                {
+                    DroppedFrames++;
+                    frame.Release();
+                    return false;
+                }
 
-        _items.Enqueue(frame);
-        _bytes += frame.Length;
-        if (_waiting)
-        {
-            _waiting = false;
-            wake = true;
+                _awaitingKeyframe = false;
+            }
+
+            if (!essential && (_items.Count >= _maxFrames || _bytes + frame.Length > _maxBytes))
+            {
+                DropBacklog();
+                if (!isBoundary)
+                {
+                    _awaitingKeyframe = true;
+                    DroppedFrames++;
+                    frame.Release();
+                    return false;
+                }
+            }
+
+            _items.Enqueue(frame);
+            _bytes += frame.Length;
+            if (_waiting)
+            {
+                _waiting = false;
+                wake = true;
+            }
         }
 
         return wake;
@@ -136,26 +131,6 @@ public sealed class FrameQueue : IValueTaskSource<bool>
         /// reader instead (it declined, or the send could not finish at once and the reader must see to it).
         /// </summary>
         bool TryTakeNow(FrameQueue queue);
-
-        /// <summary>
-        /// Called on the producer's thread for a queue in the lane (see <see cref="InLane"/>), while the
-        /// reader waits: send <paramref name="frames"/> now. They are the producer's: add a reference to
-        /// each one kept past the call.
-        /// </summary>
-        LaneSend TrySendNow(List<MediaFrame> frames);
-    }
-
-    /// <summary>What a direct consumer did with a read's frames in the lane.</summary>
-    internal enum LaneSend
-    {
-        /// <summary>Sent: the reader may go on waiting.</summary>
-        Sent,
-
-        /// <summary>Taken, but the reader must finish the send (or learn why it failed): wake it.</summary>
-        Handed,
-
-        /// <summary>Not taken: they go through the queue.</summary>
-        Declined,
     }
 
     private volatile IDirectConsumer? _direct;
@@ -167,88 +142,23 @@ public sealed class FrameQueue : IValueTaskSource<bool>
     /// </summary>
     internal void SetDirectConsumer(IDirectConsumer? consumer) => _direct = consumer;
 
-    /// <summary>
-    /// The lane: the reader waits with nothing queued and its direct consumer has sent the last read
-    /// itself, so the producer skips this queue and hands the next read's frames straight to the consumer
-    /// (<see cref="SendLane"/>): no frame is queued and dequeued again, one lock a read instead of two a
-    /// frame. The queue leaves the lane when the consumer cannot send at once or declines, or the queue
-    /// completes. Read and written on the producer's thread only.
-    /// </summary>
-    internal bool InLane { get; private set; }
-
-    /// <summary>Reads the producer sent to the direct consumer through the lane (for tests).</summary>
-    internal long LaneSends { get; private set; }
-
-    /// <summary>
-    /// Wakes the waiting reader (its continuation runs here, on this thread), or lets the direct consumer
-    /// take the frames. <paramref name="joinLane"/>: the producer calls <see cref="SendLane"/> for a queue in
-    /// the lane (once per read); it may enter the lane when the direct consumer sent everything.
-    /// </summary>
-    internal void Wake(bool joinLane = false)
+    /// <summary>Wakes the waiting reader (its continuation runs here, on this thread), or lets the direct consumer take the frames.</summary>
+    internal void Wake()
     {
         // Only one thread at a time gets here for a waiting reader: the one whose enqueue (or
         // completion) cleared _waiting. So the direct consumer never runs beside the reader.
-        if (_direct is { } direct && direct.TryTakeNow(this) && Rearm())
-        {
-            InLane = joinLane;
-            return;
-        }
-
-        InLane = false;
-        _signal.SetResult(true);
-    }
-
-    /// <summary>After a direct send: true when the reader still waits with nothing queued (the next frame comes this way again).</summary>
-    private bool Rearm()
-    {
-        lock (_gate)
-        {
-            if (_items.Count == 0 && !_completed)
-            {
-                _waiting = true;
-                return true;
-            }
-        }
-
-        return false;
-    }
-
-    /// <summary>
-    /// A read's frames for a queue in the lane (the producer skipped it while publishing them): the direct
-    /// consumer sends them now, or they are queued and the reader woken. The caller keeps its references.
-    /// </summary>
-    internal void SendLane(List<MediaFrame> frames, List<bool> boundaries)
-    {
-        lock (_gate)
-        {
-            if (!_waiting)
-            {
-                InLane = false; // completed meanwhile, and the reader woken: it is leaving
-                return;
-            }
-
-            _waiting = false; // the reader's wake-up is this thread's now, as in Wake
-        }
-
-        LaneSends++;
-        var sent = _direct?.TrySendNow(frames) ?? LaneSend.Declined;
-        if (sent == LaneSend.Sent && Rearm())
-        {
-            return;
-        }
-
-        if (sent == LaneSend.Declined)
+        if (_direct is { } direct && direct.TryTakeNow(this))
         {
             lock (_gate)
             {
-                for (var i = 0; i < frames.Count; i++)
+                if (_items.Count == 0 && !_completed)
                 {
-                    EnqueueLocked(frames[i].AddRef(), boundaries[i]);
+                    _waiting = true; // still waiting: the next frame comes this way again
+                    return;
                 }
             }
         }
 
-        InLane = false;
         _signal.SetResult(true);
     }
 

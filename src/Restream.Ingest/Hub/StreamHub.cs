@@ -29,8 +29,6 @@ public sealed class StreamHub
     private FrameQueue[] _subscribers = [];
     private List<FrameQueue> _deferred = [];
     private List<FrameQueue>? _spareDeferred = [];
-    private readonly List<MediaFrame> _laneFrames = []; // a read's frames for the subscribers in the lane (FrameQueue.InLane)
-    private readonly List<bool> _laneBoundaries = [];
     private MediaFrame? _metadata;
     private MediaFrame? _videoHeader;
     private MediaFrame? _audioHeader;
@@ -115,32 +113,16 @@ public sealed class StreamHub
     [ThreadStatic]
     private static List<FrameQueue>? t_toWake;
 
-    /// <summary>
-    /// Hands the frame to every subscriber; who must be woken is noted for after the lock. Subscribers in
-    /// the lane get the read's frames together when it is flushed (<see cref="FlushWakes"/>).
-    /// </summary>
+    /// <summary>Hands the frame to every subscriber; who must be woken is noted for after the lock.</summary>
     private void EnqueueAll(MediaFrame frame, bool boundary)
     {
         var toWake = DeferWakes ? _deferred : t_toWake ??= [];
-        var lane = false;
         foreach (var subscriber in _subscribers)
         {
-            if (subscriber.InLane)
-            {
-                lane = true;
-                continue;
-            }
-
             if (subscriber.EnqueueWithoutWaking(frame.AddRef(), boundary))
             {
                 toWake.Add(subscriber);
             }
-        }
-
-        if (lane)
-        {
-            _laneFrames.Add(frame.AddRef());
-            _laneBoundaries.Add(boundary);
         }
     }
 
@@ -168,17 +150,9 @@ public sealed class StreamHub
         }
     }
 
-    /// <summary>
-    /// Sends the read's frames to the subscribers in the lane and wakes those that frames were queued
-    /// for since the last flush (see <see cref="DeferWakes"/>). Called on the publisher's thread.
-    /// </summary>
+    /// <summary>Wakes the subscribers that frames were queued for since the last flush (see <see cref="DeferWakes"/>).</summary>
     public void FlushWakes()
     {
-        if (_laneFrames.Count > 0)
-        {
-            SendLane();
-        }
-
         List<FrameQueue> toWake;
         lock (_gate)
         {
@@ -196,7 +170,7 @@ public sealed class StreamHub
         {
             foreach (var queue in toWake)
             {
-                queue.Wake(joinLane: DeferWakes); // its send loop (or its direct consumer) runs here
+                queue.Wake(); // its send loop runs here
             }
         }
         finally
@@ -206,31 +180,6 @@ public sealed class StreamHub
             {
                 _spareDeferred ??= toWake;
             }
-        }
-    }
-
-    /// <summary>The read's frames to each subscriber still in the lane; a subscriber that leaves it gets them queued.</summary>
-    private void SendLane()
-    {
-        try
-        {
-            foreach (var subscriber in _subscribers)
-            {
-                if (subscriber.InLane)
-                {
-                    subscriber.SendLane(_laneFrames, _laneBoundaries);
-                }
-            }
-        }
-        finally
-        {
-            foreach (var frame in _laneFrames)
-            {
-                frame.Release();
-            }
-
-            _laneFrames.Clear();
-            _laneBoundaries.Clear();
         }
     }
 
@@ -367,7 +316,6 @@ public sealed class StreamHub
             Replace(ref _audioHeader, null);
         }
 
-        FlushWakes(); // the last read's frames go out first: a subscriber in the lane has them nowhere else
         foreach (var subscriber in subscribers)
         {
             subscriber.Complete();
