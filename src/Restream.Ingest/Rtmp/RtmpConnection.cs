@@ -90,8 +90,8 @@ public sealed class RtmpConnection : IAsyncDisposable
 
     public int OutChunkSize { get; private set; } = 128;
     public int InChunkSize => _chunks.ChunkSize;
-    // Plain reads: a 64-bit read is atomic on the 64-bit platforms we run on, and Interlocked.Read is a
-    // locked compare-exchange, which a destination's send path paid twice a write (perf, tenth session).
+    // Volatile reads, not Interlocked.Read: that is a locked compare-exchange on x64, and a destination's
+    // send path reads BytesSent twice a write.
     public long BytesReceived => Volatile.Read(ref _bytesReceived);
     public long BytesSent => Volatile.Read(ref _bytesSent);
 
