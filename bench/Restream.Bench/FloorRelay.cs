@@ -21,7 +21,15 @@ namespace Restream.Bench;
 /// each. No hub, queue, GOP cache, planner, async code or counters: the least our RTMP code can cost
 /// per wake-up, beside the bare forwarder's system calls.
 /// </para>
-/// usage: restream-bench floor-relay LISTEN_PORT SINK_PORT LOWAT_BYTES WAIT_MS [SINKS] [bytes|rtmp]
+/// <para>
+/// With <c>rtmp-budget</c> (and a budget in milliseconds, 15 by default) the RTMP work is paced the way
+/// the server paces it under a latency budget: the server's own <see cref="ArrivalPlanner"/> notes
+/// each media message, decides before each wait whether what was read goes out now, bounds the wait
+/// and picks the socket's low-water mark for it (held, an audio frame's, any byte, or the merged mark),
+/// as <c>SocketThreadReader</c> does. The same writes as the server's budget, without the rest of the
+/// server: what a relay path as short as this one would cost.
+/// </para>
+/// usage: restream-bench floor-relay LISTEN_PORT SINK_PORT LOWAT_BYTES WAIT_MS [SINKS] [bytes|rtmp|rtmp-budget [BUDGET_MS]]
 /// </summary>
 internal static unsafe partial class FloorRelay
 {
@@ -50,9 +58,10 @@ internal static unsafe partial class FloorRelay
 
     public static int Run(string[] args)
     {
-        if (args.Length is < 4 or > 6 || (args.Length == 6 && args[5] is not ("bytes" or "rtmp")))
+        if (args.Length is < 4 or > 7 || (args.Length >= 6 && args[5] is not ("bytes" or "rtmp" or "rtmp-budget"))
+            || (args.Length == 7 && args[5] != "rtmp-budget"))
         {
-            Console.Error.WriteLine("usage: restream-bench floor-relay LISTEN_PORT SINK_PORT LOWAT_BYTES WAIT_MS [SINKS] [bytes|rtmp]");
+            Console.Error.WriteLine("usage: restream-bench floor-relay LISTEN_PORT SINK_PORT LOWAT_BYTES WAIT_MS [SINKS] [bytes|rtmp|rtmp-budget [BUDGET_MS]]");
             return 2;
         }
 
@@ -61,7 +70,10 @@ internal static unsafe partial class FloorRelay
         var lowat = int.Parse(args[2], CultureInfo.InvariantCulture);
         var waitMs = int.Parse(args[3], CultureInfo.InvariantCulture);
         var sinkCount = args.Length > 4 ? int.Parse(args[4], CultureInfo.InvariantCulture) : 1;
-        var rtmp = args.Length > 5 && args[5] == "rtmp";
+        var rtmp = args.Length > 5 && args[5] is "rtmp" or "rtmp-budget";
+        var budget = args.Length > 5 && args[5] == "rtmp-budget"
+            ? TimeSpan.FromMilliseconds(args.Length > 6 ? int.Parse(args[6], CultureInfo.InvariantCulture) : 15)
+            : TimeSpan.Zero;
         if (sinkCount is < 1 or > 64)
         {
             Console.Error.WriteLine("SINKS must be 1 to 64");
@@ -92,7 +104,14 @@ internal static unsafe partial class FloorRelay
                         }
 
                         publisher.NoDelay = true;
-                        Forward((int)publisher.SafeHandle.DangerousGetHandle(), fds, publisher, lowat, waitMs, rtmp);
+                        if (budget > TimeSpan.Zero)
+                        {
+                            ForwardPaced((int)publisher.SafeHandle.DangerousGetHandle(), fds, publisher, lowat, waitMs, new ArrivalPlanner(budget));
+                        }
+                        else
+                        {
+                            Forward((int)publisher.SafeHandle.DangerousGetHandle(), fds, publisher, lowat, waitMs, rtmp);
+                        }
                     }
                     catch (SocketException)
                     {
@@ -201,24 +220,168 @@ internal static unsafe partial class FloorRelay
     }
 
     /// <summary>
+    /// <see cref="Forward"/> with the RTMP work, paced by <paramref name="planner"/> the way the server's
+    /// receive thread paces it (<c>SocketThreadReader.Fill</c> with the session's planned reads).
+    /// </summary>
+    private static void ForwardPaced(int publisher, int[] sinks, Socket publisherSocket, int lowat, int waitMs, ArrivalPlanner planner)
+    {
+        const int HoldMark = 1024 * 1024;
+        WakeProfile.Begin();
+        var buffer = GC.AllocateArray<byte>(256 * 1024, pinned: true);
+        var rechunker = new Rechunker(planner);
+        fixed (byte* bytes = buffer)
+        {
+            long forwarded = 0;
+            var mergedMark = 1; // the merged mark once past the handshake and the stream's start, as MergedRead sets it
+            var socketMark = 1;
+            var fds = stackalloc PollDescriptor[1 + sinks.Length];
+            while (true)
+            {
+                var now = ArrivalPlanner.Now;
+                var (send, wakeBy, planned) = planner.Plan(now);
+                if (send && !rechunker.Flush(sinks))
+                {
+                    return;
+                }
+
+                var hasBound = !double.IsPositiveInfinity(wakeBy);
+                var timeout = mergedMark > 1 ? (double)waitMs : -1;
+                if (hasBound)
+                {
+                    timeout = timeout < 0 ? wakeBy - now : Math.Min(timeout, wakeBy - now);
+                }
+
+                var mark = planned switch
+                {
+                    WaitMark.Hold when hasBound => HoldMark,
+                    WaitMark.AnyByte => 1,
+                    WaitMark.Audio when hasBound && planner.AudioMark < mergedMark => planner.AudioMark,
+                    _ => mergedMark,
+                };
+                if (mark != socketMark)
+                {
+                    WakeProfile.Switch(WakeProfile.Phase.SetOption);
+                    publisherSocket.SetRawSocketOption(1 /* SOL_SOCKET */, 18 /* SO_RCVLOWAT */, BitConverter.GetBytes(mark));
+                    WakeProfile.Switch(WakeProfile.Phase.Ours);
+                    socketMark = mark;
+                }
+
+                fds[0] = new PollDescriptor { Fd = publisher, Events = PollIn };
+                for (var i = 0; i < sinks.Length; i++)
+                {
+                    fds[1 + i] = new PollDescriptor { Fd = sinks[i], Events = PollIn };
+                }
+
+                var milliseconds = timeout < 0 ? -1 : (int)Math.Min(int.MaxValue / 1000, Math.Max(1, Math.Ceiling(timeout)));
+                WakeProfile.Switch(WakeProfile.Phase.Poll);
+                var ready = Poll(fds, (nuint)(1 + sinks.Length), milliseconds);
+                WakeProfile.Switch(WakeProfile.Phase.Ours);
+                if (ready < 0 && Marshal.GetLastPInvokeError() != 4)
+                {
+                    return;
+                }
+
+                if (ready == 0 || (fds[0].ReturnedEvents & (PollIn | PollErrors)) != 0)
+                {
+                    WakeProfile.Switch(WakeProfile.Phase.Receive);
+                    var got = Receive(publisher, bytes, (nuint)buffer.Length, MsgDontWait);
+                    WakeProfile.Switch(WakeProfile.Phase.Ours);
+                    if (got == 0 || (got < 0 && Marshal.GetLastPInvokeError() is not (11 or 4)))
+                    {
+                        return;
+                    }
+
+                    if (got > 0)
+                    {
+                        rechunker.Add(new ReadOnlySpan<byte>(bytes, (int)got));
+                        forwarded += got;
+                        if (mergedMark == 1 && forwarded > 64 * 1024 && lowat > 1)
+                        {
+                            mergedMark = lowat;
+                        }
+                    }
+                }
+
+                for (var i = 0; i < sinks.Length; i++)
+                {
+                    if ((fds[1 + i].ReturnedEvents & (PollIn | PollErrors)) == 0)
+                    {
+                        continue;
+                    }
+
+                    var got = Receive(sinks[i], bytes, (nuint)buffer.Length, MsgDontWait);
+                    if (got == 0 || (got < 0 && Marshal.GetLastPInvokeError() is not (11 or 4)))
+                    {
+                        return;
+                    }
+
+                    if (got > 0 && i == 0 && !SendAll(publisher, bytes, got))
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
     /// The publisher's bytes in, the same messages chunked anew out: the handshake passes through,
     /// then every message is read whole and written with a type 0 header and type 3 continuations at
     /// the chunk size the publisher announced (a Set Chunk Size goes out in the old size, then applies).
     /// </summary>
-    private sealed class Rechunker
+    private sealed class Rechunker(ArrivalPlanner? planner = null)
     {
         private const int Handshake = 1 + 1536 + 1536; // C0 C1 C2: passed through as they are
         private readonly ChunkStreamReader _chunks = new();
+        private int _held; // bytes of _out that Add wrote and Flush has not sent yet
         private readonly byte[] _pending = GC.AllocateArray<byte>(1024 * 1024, pinned: true);
         private readonly byte[] _out = GC.AllocateArray<byte>(1024 * 1024, pinned: true);
         private int _pendingLength;
         private int _handshakeLeft = Handshake;
         private int _outChunkSize = 128;
 
+        /// <summary>Rechunks these bytes of the publisher's after what is held; the planner notes each media message.</summary>
+        public void Add(ReadOnlySpan<byte> received)
+        {
+            _held = Rechunk(received, _held);
+        }
+
+        /// <summary>Sends what is held to every sink: false when a sink is gone.</summary>
+        public bool Flush(int[] sinks)
+        {
+            if (_held == 0)
+            {
+                return true;
+            }
+
+            fixed (byte* output = _out)
+            {
+                for (var i = 0; i < sinks.Length; i++)
+                {
+                    if (!SendAll(sinks[i], output, _held))
+                    {
+                        return false;
+                    }
+                }
+            }
+
+            _held = 0;
+            return true;
+        }
+
         /// <summary>What to send for these bytes of the publisher's (a pinned buffer, valid until the next call).</summary>
         public (nint Data, nint Length) Take(ReadOnlySpan<byte> received)
         {
-            var written = 0;
+            var written = Rechunk(received, 0);
+            fixed (byte* output = _out)
+            {
+                return ((nint)output, written); // pinned: the address stays valid
+            }
+        }
+
+        /// <summary>Writes the messages these bytes complete into <c>_out</c> from <paramref name="written"/> on: where they end.</summary>
+        private int Rechunk(ReadOnlySpan<byte> received, int written)
+        {
             if (_handshakeLeft > 0)
             {
                 var raw = Math.Min(_handshakeLeft, received.Length);
@@ -249,6 +412,11 @@ internal static unsafe partial class FloorRelay
 
                     written += ChunkStreamWriter.WriteMessage(_out.AsSpan(written), _outChunkSize, message.ChunkStreamId, message.TypeId,
                         message.Timestamp, message.StreamId, message.Span);
+                    if (planner is not null && message.TypeId is RtmpMessageType.Audio or RtmpMessageType.Video && message.Length > 0
+                        && !IsSequenceHeader(message))
+                    {
+                        planner.OnFrame(message.TypeId == RtmpMessageType.Audio, message.Timestamp, ArrivalPlanner.Now, message.Length);
+                    }
                     if (message.TypeId == RtmpMessageType.SetChunkSize)
                     {
                         var size = ProtocolControl.ReadUInt32Body(message.Span);
@@ -261,11 +429,13 @@ internal static unsafe partial class FloorRelay
             var consumed = (int)reader.Consumed;
             _pending.AsSpan(consumed, _pendingLength - consumed).CopyTo(_pending);
             _pendingLength -= consumed;
-            fixed (byte* output = _out)
-            {
-                return ((nint)output, written); // pinned: the address stays valid
-            }
+            return written;
         }
+
+        private static bool IsSequenceHeader(RtmpMessage message) =>
+            message.TypeId == RtmpMessageType.Video
+                ? Restream.Media.Flv.FlvMedia.IsVideoSequenceHeader(message.Span)
+                : Restream.Media.Flv.FlvMedia.IsAudioSequenceHeader(message.Span);
     }
 
     private static bool SendAll(int fd, byte* data, nint length)

@@ -57,7 +57,7 @@ public static class RelayBenchmark
         }
 
         // RESTREAM_BENCH_ONLY=restream,nginx-rtmp (any of restream, restream-budget, restream-unmerged, nginx-rtmp, floor,
-        // floor-unmerged, floor-cs, floor-rtmp, floor-rtmp-merged, baseline, baseline-budget) measures only those;
+        // floor-unmerged, floor-cs, floor-rtmp, floor-rtmp-merged, floor-rtmp-budget, baseline, baseline-budget) measures only those;
         // the ratio needs restream and nginx-rtmp.
         var rows = new List<string>();
         foreach (var fanout in fanouts)
@@ -80,6 +80,9 @@ public static class RelayBenchmark
             variants.Add(("floor-cs", "floor (C# forwarder, every frame)", (ingestPort, sinkPort) => StartFloorCs(ingestPort, sinkPort, lowat: 1, waitMs: -1, fanout, rtmp: false)));
             variants.Add(("floor-rtmp", "floor (C# RTMP re-chunker, every frame)", (ingestPort, sinkPort) => StartFloorCs(ingestPort, sinkPort, lowat: 1, waitMs: -1, fanout, rtmp: true)));
             variants.Add(("floor-rtmp-merged", "floor (C# RTMP re-chunker, merged reads)", (ingestPort, sinkPort) => StartFloorCs(ingestPort, sinkPort, lowat: 3750, waitMs: 40, fanout, rtmp: true)));
+            // The re-chunker paced by the server's planner under the same budget: our budget's writes at the floor's cost.
+            variants.Add(("floor-rtmp-budget", $"floor (C# RTMP re-chunker, {BudgetMs("RESTREAM_BENCH_BUDGET_MS")} ms budget)", (ingestPort, sinkPort) =>
+                StartFloorCs(ingestPort, sinkPort, lowat: 3750, waitMs: 40, fanout, rtmp: true, budget: BudgetMs("RESTREAM_BENCH_BUDGET_MS"))));
 
             // RESTREAM_BENCH_BASELINE=/path/to/restream.dll (a copy of an earlier build's output): the
             // same defaults and budget runs of that build, alternated with this one, for A/B figures.
@@ -113,7 +116,7 @@ public static class RelayBenchmark
                 rows.Add(medians[key].Row(runs[key]));
             }
 
-            foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget", "floor", "floor-unmerged", "floor-cs", "floor-rtmp", "floor-rtmp-merged" })
+            foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget", "floor", "floor-unmerged", "floor-cs", "floor-rtmp", "floor-rtmp-merged", "floor-rtmp-budget" })
             {
                 if (medians.TryGetValue(key, out var ours) && medians.TryGetValue("nginx-rtmp", out var nginx))
                 {
@@ -334,10 +337,10 @@ public static class RelayBenchmark
         return settings;
     }
 
-    private static Task<RelayProcess> StartFloorCs(int ingestPort, int sinkPort, int lowat, int waitMs, int sinks, bool rtmp) =>
+    private static Task<RelayProcess> StartFloorCs(int ingestPort, int sinkPort, int lowat, int waitMs, int sinks, bool rtmp, int budget = 0) =>
         Task.FromResult(RelayProcess.Start("dotnet",
             [typeof(FloorRelay).Assembly.Location, "floor-relay", .. new[] { ingestPort, sinkPort, lowat, waitMs, sinks }.Select(n => n.ToString(CultureInfo.InvariantCulture)),
-             rtmp ? "rtmp" : "bytes"],
+             .. budget > 0 ? ["rtmp-budget", budget.ToString(CultureInfo.InvariantCulture)] : new[] { rtmp ? "rtmp" : "bytes" }],
             dir: null, WithServerRuntime(new Dictionary<string, string> { ["DOTNET_TieredCompilation"] = "0", ["DOTNET_gcServer"] = "0", ["DOTNET_gcConcurrent"] = "0" })));
 
     private static async Task<RelayProcess> StartFloor(string repoRoot, string resultsDir, int ingestPort, int sinkPort, int lowat, int waitMs, int sinks)
