@@ -145,75 +145,41 @@ internal static unsafe partial class FloorRelay
             var fds = stackalloc PollDescriptor[1 + sinks.Length];
             while (true)
             {
-                fds[0] = new PollDescriptor { Fd = publisher, Events = PollIn };
-                for (var i = 0; i < sinks.Length; i++)
-                {
-                    fds[1 + i] = new PollDescriptor { Fd = sinks[i], Events = PollIn };
-                }
-
-                WakeProfile.Switch(WakeProfile.Phase.Poll);
-                var ready = Poll(fds, (nuint)(1 + sinks.Length), marked ? waitMs : -1);
-                WakeProfile.Switch(WakeProfile.Phase.Ours);
-                if (ready < 0 && Marshal.GetLastPInvokeError() != 4)
+                var got = WaitAndReceive(fds, publisher, sinks, marked ? waitMs : -1, bytes, buffer.Length);
+                if (got < 0)
                 {
                     return;
                 }
 
-                if (ready == 0 || (fds[0].ReturnedEvents & (PollIn | PollErrors)) != 0)
+                if (got > 0)
                 {
-                    WakeProfile.Switch(WakeProfile.Phase.Receive);
-                    var got = Receive(publisher, bytes, (nuint)buffer.Length, MsgDontWait);
-                    WakeProfile.Switch(WakeProfile.Phase.Ours);
-                    if (got == 0 || (got < 0 && Marshal.GetLastPInvokeError() is not (11 or 4)))
+                    var data = bytes;
+                    var length = got;
+                    if (rechunker is not null)
                     {
-                        return;
+                        (var rechunked, length) = rechunker.Take(new ReadOnlySpan<byte>(bytes, (int)got));
+                        data = (byte*)rechunked;
                     }
 
-                    if (got > 0)
+                    for (var i = 0; i < sinks.Length; i++)
                     {
-                        var data = bytes;
-                        var length = got;
-                        if (rechunker is not null)
+                        if (!SendAll(sinks[i], data, length))
                         {
-                            (var rechunked, length) = rechunker.Take(new ReadOnlySpan<byte>(bytes, (int)got));
-                            data = (byte*)rechunked;
+                            return;
                         }
+                    }
 
-                        for (var i = 0; i < sinks.Length; i++)
-                        {
-                            if (!SendAll(sinks[i], data, length))
-                            {
-                                return;
-                            }
-                        }
-
-                        forwarded += got;
-                        if (!marked && forwarded > 64 * 1024 && lowat > 1)
-                        {
-                            publisherSocket.SetRawSocketOption(1 /* SOL_SOCKET */, 18 /* SO_RCVLOWAT */, BitConverter.GetBytes(lowat));
-                            marked = true;
-                        }
+                    forwarded += got;
+                    if (!marked && forwarded > 64 * 1024 && lowat > 1)
+                    {
+                        publisherSocket.SetRawSocketOption(1 /* SOL_SOCKET */, 18 /* SO_RCVLOWAT */, BitConverter.GetBytes(lowat));
+                        marked = true;
                     }
                 }
 
-                for (var i = 0; i < sinks.Length; i++)
+                if (!PassAnswers(fds, sinks, publisher, bytes, buffer.Length))
                 {
-                    if ((fds[1 + i].ReturnedEvents & (PollIn | PollErrors)) == 0)
-                    {
-                        continue;
-                    }
-
-                    // The first sink answers the publisher; the others' answers are read and dropped.
-                    var got = Receive(sinks[i], bytes, (nuint)buffer.Length, MsgDontWait);
-                    if (got == 0 || (got < 0 && Marshal.GetLastPInvokeError() is not (11 or 4)))
-                    {
-                        return;
-                    }
-
-                    if (got > 0 && i == 0 && !SendAll(publisher, bytes, got))
-                    {
-                        return;
-                    }
+                    return;
                 }
             }
         }
@@ -266,59 +232,26 @@ internal static unsafe partial class FloorRelay
                     socketMark = mark;
                 }
 
-                fds[0] = new PollDescriptor { Fd = publisher, Events = PollIn };
-                for (var i = 0; i < sinks.Length; i++)
-                {
-                    fds[1 + i] = new PollDescriptor { Fd = sinks[i], Events = PollIn };
-                }
-
                 var milliseconds = timeout < 0 ? -1 : (int)Math.Min(int.MaxValue / 1000, Math.Max(1, Math.Ceiling(timeout)));
-                WakeProfile.Switch(WakeProfile.Phase.Poll);
-                var ready = Poll(fds, (nuint)(1 + sinks.Length), milliseconds);
-                WakeProfile.Switch(WakeProfile.Phase.Ours);
-                if (ready < 0 && Marshal.GetLastPInvokeError() != 4)
+                var got = WaitAndReceive(fds, publisher, sinks, milliseconds, bytes, buffer.Length);
+                if (got < 0)
                 {
                     return;
                 }
 
-                if (ready == 0 || (fds[0].ReturnedEvents & (PollIn | PollErrors)) != 0)
+                if (got > 0)
                 {
-                    WakeProfile.Switch(WakeProfile.Phase.Receive);
-                    var got = Receive(publisher, bytes, (nuint)buffer.Length, MsgDontWait);
-                    WakeProfile.Switch(WakeProfile.Phase.Ours);
-                    if (got == 0 || (got < 0 && Marshal.GetLastPInvokeError() is not (11 or 4)))
+                    rechunker.Add(new ReadOnlySpan<byte>(bytes, (int)got));
+                    forwarded += got;
+                    if (mergedMark == 1 && forwarded > 64 * 1024 && lowat > 1)
                     {
-                        return;
-                    }
-
-                    if (got > 0)
-                    {
-                        rechunker.Add(new ReadOnlySpan<byte>(bytes, (int)got));
-                        forwarded += got;
-                        if (mergedMark == 1 && forwarded > 64 * 1024 && lowat > 1)
-                        {
-                            mergedMark = lowat;
-                        }
+                        mergedMark = lowat;
                     }
                 }
 
-                for (var i = 0; i < sinks.Length; i++)
+                if (!PassAnswers(fds, sinks, publisher, bytes, buffer.Length))
                 {
-                    if ((fds[1 + i].ReturnedEvents & (PollIn | PollErrors)) == 0)
-                    {
-                        continue;
-                    }
-
-                    var got = Receive(sinks[i], bytes, (nuint)buffer.Length, MsgDontWait);
-                    if (got == 0 || (got < 0 && Marshal.GetLastPInvokeError() is not (11 or 4)))
-                    {
-                        return;
-                    }
-
-                    if (got > 0 && i == 0 && !SendAll(publisher, bytes, got))
-                    {
-                        return;
-                    }
+                    return;
                 }
             }
         }
@@ -436,6 +369,71 @@ internal static unsafe partial class FloorRelay
             message.TypeId == RtmpMessageType.Video
                 ? Restream.Media.Flv.FlvMedia.IsVideoSequenceHeader(message.Span)
                 : Restream.Media.Flv.FlvMedia.IsAudioSequenceHeader(message.Span);
+    }
+
+    /// <summary>
+    /// Waits (one <c>poll</c>) for the publisher's bytes or a sink's answer, at most
+    /// <paramref name="timeoutMilliseconds"/> (-1: no limit), then takes what the publisher sent with one
+    /// non-blocking <c>recv</c>: the bytes read (0: none yet), or -1 when the publisher is gone.
+    /// </summary>
+    private static nint WaitAndReceive(PollDescriptor* fds, int publisher, int[] sinks, int timeoutMilliseconds, byte* bytes, int length)
+    {
+        fds[0] = new PollDescriptor { Fd = publisher, Events = PollIn };
+        for (var i = 0; i < sinks.Length; i++)
+        {
+            fds[1 + i] = new PollDescriptor { Fd = sinks[i], Events = PollIn };
+        }
+
+        WakeProfile.Switch(WakeProfile.Phase.Poll);
+        var ready = Poll(fds, (nuint)(1 + sinks.Length), timeoutMilliseconds);
+        WakeProfile.Switch(WakeProfile.Phase.Ours);
+        if (ready < 0 && Marshal.GetLastPInvokeError() != 4)
+        {
+            return -1;
+        }
+
+        if (ready != 0 && (fds[0].ReturnedEvents & (PollIn | PollErrors)) == 0)
+        {
+            return 0; // a sink's answer woke us
+        }
+
+        WakeProfile.Switch(WakeProfile.Phase.Receive);
+        var got = Receive(publisher, bytes, (nuint)length, MsgDontWait);
+        WakeProfile.Switch(WakeProfile.Phase.Ours);
+        if (got == 0 || (got < 0 && Marshal.GetLastPInvokeError() is not (11 or 4)))
+        {
+            return -1;
+        }
+
+        return Math.Max(got, 0);
+    }
+
+    /// <summary>
+    /// Reads what the sinks the poll found readable said: the first sink's answers go to the publisher,
+    /// the others' are dropped. False when a connection is gone.
+    /// </summary>
+    private static bool PassAnswers(PollDescriptor* fds, int[] sinks, int publisher, byte* bytes, int length)
+    {
+        for (var i = 0; i < sinks.Length; i++)
+        {
+            if ((fds[1 + i].ReturnedEvents & (PollIn | PollErrors)) == 0)
+            {
+                continue;
+            }
+
+            var got = Receive(sinks[i], bytes, (nuint)length, MsgDontWait);
+            if (got == 0 || (got < 0 && Marshal.GetLastPInvokeError() is not (11 or 4)))
+            {
+                return false;
+            }
+
+            if (got > 0 && i == 0 && !SendAll(publisher, bytes, got))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private static bool SendAll(int fd, byte* data, nint length)
