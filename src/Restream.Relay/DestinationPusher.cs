@@ -226,8 +226,11 @@ public sealed partial class DestinationPusher
 
     private long _directWrites;
 
-    /// <summary>Writes the publisher's thread made itself while the send loop waited (see <see cref="DirectSend"/>).</summary>
-    internal long DirectWrites => Interlocked.Read(ref _directWrites);
+    /// <summary>
+    /// Writes the publisher's thread made itself while the send loop waited (see <see cref="DirectSend"/>).
+    /// One thread at a time counts them (the one that took the waiting loop's wake-up): a plain increment.
+    /// </summary>
+    internal long DirectWrites => Volatile.Read(ref _directWrites);
 
     /// <summary>Most frames in one write (a backlog of audio alone could otherwise pass the kernel's iovec limit).</summary>
     private const int MaxBatch = 64;
@@ -315,7 +318,7 @@ public sealed partial class DestinationPusher
                     }
 
                     send.GetAwaiter().GetResult();
-                    Interlocked.Increment(ref pusher._directWrites);
+                    pusher._directWrites++; // no locked instruction per write on the publisher's thread
                     if (moved < MaxBatch)
                     {
                         break;
