@@ -189,6 +189,11 @@ internal static unsafe partial class FloorRelay
     /// <see cref="Forward"/> with the RTMP work, paced by <paramref name="planner"/> the way the server's
     /// receive thread paces it (<c>SocketThreadReader.Fill</c> with the session's planned reads).
     /// </summary>
+    /// <summary>RESTREAM_FLOOR_TRACE=FILE: every wait of the paced floor and every frame it reads, for studying the planner.</summary>
+    private static readonly StreamWriter? TraceTo = Environment.GetEnvironmentVariable("RESTREAM_FLOOR_TRACE") is { Length: > 0 } trace
+        ? new StreamWriter(trace) { AutoFlush = true }
+        : null;
+
     private static void ForwardPaced(int publisher, int[] sinks, Socket publisherSocket, int lowat, int waitMs, ArrivalPlanner planner)
     {
         const int HoldMark = 1024 * 1024;
@@ -239,6 +244,7 @@ internal static unsafe partial class FloorRelay
                     return;
                 }
 
+                TraceTo?.WriteLine($"W {now:0.000} {(send ? 1 : 0)} {planned} {mark} {milliseconds} {ArrivalPlanner.Now:0.000} {got}");
                 if (got > 0)
                 {
                     rechunker.Add(new ReadOnlySpan<byte>(bytes, (int)got));
@@ -349,6 +355,7 @@ internal static unsafe partial class FloorRelay
                         && !IsSequenceHeader(message))
                     {
                         planner.OnFrame(message.TypeId == RtmpMessageType.Audio, message.Timestamp, ArrivalPlanner.Now, message.Length);
+                        TraceTo?.WriteLine($"F {ArrivalPlanner.Now:0.000} {(message.TypeId == RtmpMessageType.Audio ? 'a' : 'v')} {message.Timestamp} {message.Length}");
                     }
                     if (message.TypeId == RtmpMessageType.SetChunkSize)
                     {

@@ -28,12 +28,12 @@ public static class RelayBenchmark
         Directory.CreateDirectory(resultsDir);
         var only = Environment.GetEnvironmentVariable("RESTREAM_BENCH_ONLY");
         var peers = new List<string> { "ffmpeg" };
-        if (only is null || only.Split(',').Contains("nginx-rtmp"))
+        if (only is null || only.Split(',').Any(v => v is "nginx-rtmp" or "nginx-rtmp-nodelay"))
         {
             peers.Add("nginx");
         }
 
-        if (only is null || only.Split(',').Any(v => v is "floor" or "floor-unmerged"))
+        if (only is null || only.Split(',').Any(v => v is "floor" or "floor-unmerged" or "nginx-rtmp-nodelay"))
         {
             peers.Add("cc");
         }
@@ -56,7 +56,7 @@ public static class RelayBenchmark
             return 1;
         }
 
-        // RESTREAM_BENCH_ONLY=restream,nginx-rtmp (any of restream, restream-budget, restream-unmerged, nginx-rtmp, floor,
+        // RESTREAM_BENCH_ONLY=restream,nginx-rtmp (any of restream, restream-budget, restream-unmerged, nginx-rtmp, nginx-rtmp-nodelay, floor,
         // floor-unmerged, floor-cs, floor-rtmp, floor-rtmp-merged, floor-rtmp-budget, baseline, baseline-budget) measures only those;
         // the ratio needs restream and nginx-rtmp.
         var rows = new List<string>();
@@ -69,7 +69,10 @@ public static class RelayBenchmark
                 ("restream-budget", $"restream, {BudgetMs("RESTREAM_BENCH_BUDGET_MS")} ms budget", (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: true, budget: BudgetMs("RESTREAM_BENCH_BUDGET_MS"))),
                 // Every frame read and sent the moment it arrives: the latency-first setting.
                 ("restream-unmerged", "restream, merging off", (ingestPort, sinkPort) => StartRestream(server, ingestPort, sinkPort, fanout, merged: false)),
-                ("nginx-rtmp", "nginx-rtmp", (ingestPort, sinkPort) => StartNginx(resultsDir, ingestPort, sinkPort, fanout)),
+                ("nginx-rtmp", "nginx-rtmp", (ingestPort, sinkPort) => StartNginx(repoRoot, resultsDir, ingestPort, sinkPort, fanout, nodelay: false)),
+                // nginx-rtmp with TCP_NODELAY on its push connections (bench/nodelay.c, preloaded): it sends
+                // each write at once, as a relay under a latency target must, and pays for its own sends.
+                ("nginx-rtmp-nodelay", "nginx-rtmp, TCP_NODELAY", (ingestPort, sinkPort) => StartNginx(repoRoot, resultsDir, ingestPort, sinkPort, fanout, nodelay: true)),
             };
             // The floor: a C forwarder that makes a relay's system calls and nothing else (bench/floor-relay.c),
             // merged like our defaults (a 10 ms mark at 3 Mb/s, 40 ms at most) and frame by frame, to as many sinks.
@@ -116,11 +119,12 @@ public static class RelayBenchmark
                 rows.Add(medians[key].Row(runs[key]));
             }
 
+            foreach (var (peer, label) in new[] { ("nginx-rtmp", "nginx"), ("nginx-rtmp-nodelay", "nginx-nodelay") })
             foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget", "floor", "floor-unmerged", "floor-cs", "floor-rtmp", "floor-rtmp-merged", "floor-rtmp-budget" })
             {
-                if (medians.TryGetValue(key, out var ours) && medians.TryGetValue("nginx-rtmp", out var nginx))
+                if (medians.TryGetValue(key, out var ours) && medians.TryGetValue(peer, out var nginx))
                 {
-                    rows.Add($"| {fanout} | **ratio {key}/nginx** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | " +
+                    rows.Add($"| {fanout} | **ratio {key}/{label}** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | " +
                              $"relay + peers {(ours.CpuPerMinutePerDestination + ours.PeersCpuPerMinutePerDestination) / (nginx.CpuPerMinutePerDestination + nginx.PeersCpuPerMinutePerDestination):0.00}× | " +
                              $"{(double)ours.RssMb / nginx.RssMb:0.00}× | " +
                              $"{ours.P50 / nginx.P50:0.00}× | {ours.P99 / nginx.P99:0.00}× | {ours.AudioP50 / nginx.AudioP50:0.00}× | {ours.AudioP99 / nginx.AudioP99:0.00}× | | |");
@@ -343,25 +347,39 @@ public static class RelayBenchmark
              .. budget > 0 ? ["rtmp-budget", budget.ToString(CultureInfo.InvariantCulture)] : new[] { rtmp ? "rtmp" : "bytes" }],
             dir: null, WithServerRuntime(new Dictionary<string, string> { ["DOTNET_TieredCompilation"] = "0", ["DOTNET_gcServer"] = "0", ["DOTNET_gcConcurrent"] = "0" })));
 
-    private static async Task<RelayProcess> StartFloor(string repoRoot, string resultsDir, int ingestPort, int sinkPort, int lowat, int waitMs, int sinks)
+    /// <summary>Builds <c>bench/SOURCE</c> into the results folder with <c>cc</c> when it is missing or older than its source.</summary>
+    private static async Task<string> CompileAsync(string repoRoot, string resultsDir, string source, string output, string[] flags, string[] libraries)
     {
-        var binary = Path.Combine(resultsDir, "floor-relay");
-        if (!File.Exists(binary) || File.GetLastWriteTimeUtc(binary) < File.GetLastWriteTimeUtc(Path.Combine(repoRoot, "bench", "floor-relay.c")))
+        var path = Path.Combine(resultsDir, output);
+        var sourcePath = Path.Combine(repoRoot, "bench", source);
+        if (!File.Exists(path) || File.GetLastWriteTimeUtc(path) < File.GetLastWriteTimeUtc(sourcePath))
         {
-            var compile = Process.Start(new ProcessStartInfo("cc", ["-O2", "-o", binary, Path.Combine(repoRoot, "bench", "floor-relay.c")]))!;
+            var compile = Process.Start(new ProcessStartInfo("cc", ["-O2", .. flags, "-o", path, sourcePath, .. libraries]))!;
             await compile.WaitForExitAsync();
             if (compile.ExitCode != 0)
             {
-                throw new InvalidOperationException("cc could not build bench/floor-relay.c");
+                throw new InvalidOperationException($"cc could not build bench/{source}");
             }
         }
 
+        return path;
+    }
+
+    private static async Task<RelayProcess> StartFloor(string repoRoot, string resultsDir, int ingestPort, int sinkPort, int lowat, int waitMs, int sinks)
+    {
+        var binary = await CompileAsync(repoRoot, resultsDir, "floor-relay.c", "floor-relay", [], []);
         return RelayProcess.Start(binary, [ingestPort.ToString(CultureInfo.InvariantCulture), sinkPort.ToString(CultureInfo.InvariantCulture),
             lowat.ToString(CultureInfo.InvariantCulture), waitMs.ToString(CultureInfo.InvariantCulture), sinks.ToString(CultureInfo.InvariantCulture)], dir: null);
     }
 
-    private static async Task<RelayProcess> StartNginx(string resultsDir, int ingestPort, int sinkPort, int fanout)
+    private static async Task<RelayProcess> StartNginx(string repoRoot, string resultsDir, int ingestPort, int sinkPort, int fanout, bool nodelay)
     {
+        var env = new Dictionary<string, string>();
+        if (nodelay)
+        {
+            env["LD_PRELOAD"] = await CompileAsync(repoRoot, resultsDir, "nodelay.c", "nodelay.so", ["-shared", "-fPIC"], ["-ldl"]);
+        }
+
         var dir = Path.Combine(resultsDir, $"nginx-{ingestPort}");
         Directory.CreateDirectory(dir);
         var pushes = string.Join("\n", Enumerable.Range(0, fanout).Select(i => $"      push rtmp://127.0.0.1:{sinkPort}/sink/d{i};"));
@@ -381,7 +399,7 @@ public static class RelayBenchmark
               }
             } }
             """);
-        return RelayProcess.Start("nginx", ["-p", dir, "-c", Path.Combine(dir, "nginx.conf"), "-e", Path.Combine(dir, "stderr.log"), "-g", "daemon off;"], dir);
+        return RelayProcess.Start("nginx", ["-p", dir, "-c", Path.Combine(dir, "nginx.conf"), "-e", Path.Combine(dir, "stderr.log"), "-g", "daemon off;"], dir, env);
     }
 
     internal static async Task<string> EnsureInputAsync(string dir)
