@@ -7,18 +7,21 @@ namespace Restream.Ingest.Rtmp;
 /// known to within a few milliseconds. With that:
 /// <list type="bullet">
 /// <item>an audio frame due shortly before a video frame waits for it in the kernel (below the
-/// socket's low-water mark, see <see cref="MergedRead"/>) and both are read and relayed together;</item>
+/// socket's low-water mark, see <see cref="MergedRead"/>) and both are read and relayed together: the
+/// video's bytes wake the reader whenever they come, within the audio's budget;</item>
 /// <item>a video frame due just before an audio frame is left in the kernel (the reader raises the
-/// low-water mark) until the audio is due, and both are read and relayed together;</item>
+/// low-water mark) until the audio has most likely come (as late after its earliest time as audio read
+/// by its own bytes has lately come), and both are read and relayed together;</item>
 /// <item>an audio frame that can pair with neither within the budget goes out alone, read when it
 /// arrives: the low-water mark drops to about the smallest recent audio frame, so its own bytes wake the
 /// reader (a wake-up by data costs this kind of machine less than half of one by a timer);</item>
-/// <item>a video frame read with audio due within the budget waits, read, for that audio's bytes the
-/// same way.</item>
+/// <item>a video frame read with audio due (or late) within the budget waits, read, for that audio's
+/// bytes the same way, and an audio frame read with video due (or late) within the budget for the video's.</item>
 /// </list>
 /// No frame waits longer than the budget for another one: each write carries at most one audio
 /// frame, and about as few writes go out as that allows (AAC frames come every 21 ms, video every
-/// 33 ms at 30 fps: 46–52 writes a second in the model, ~53 on a real socket, instead of one per frame, 77).
+/// 33 ms at 30 fps: one write per audio frame, 47 a second, instead of one per frame, 77; ~47 on a real
+/// socket from a publisher whose frames come 2–9 ms after their time, ~49 wake-ups).
 /// Times are milliseconds on one monotonic clock (<see cref="Now"/> in the server, any clock in
 /// tests); the planner does no I/O.
 /// </summary>
@@ -32,13 +35,16 @@ public sealed class ArrivalPlanner(TimeSpan budget)
 
     private readonly double _budget = budget.TotalMilliseconds;
     private double _offset = double.NaN; // arrival minus timestamp, for frames read as they arrived
-    private double _windowMin = double.PositiveInfinity;
-    private double _previousMin = double.PositiveInfinity;
-    private double _windowStart;
+    private EarliestArrival _videoOffset;
+    private EarliestArrival _audioOffset;
     private Track _audio;
     private Track _video;
     private double _heldSince = double.PositiveInfinity; // arrival of the earliest frame read but not sent
     private bool _heldAudio;
+    private bool _heldVideo;
+    private WaitMark _lastMark;
+    private double _audioLate; // how long after its earliest time audio read by its own bytes came, on average
+    private double _audioLateSpread; // and how far from that average, on average
     private int _audioBytes = int.MaxValue; // the smallest audio payload over the current and the previous second
     private int _audioBytesWindow = int.MaxValue;
     private double _audioWindowStart = double.NegativeInfinity;
@@ -67,22 +73,28 @@ public sealed class ArrivalPlanner(TimeSpan budget)
         if (double.IsNaN(_offset) || Math.Abs(sample - _offset) > 1000)
         {
             // The first frame, or the timestamps jumped (a new encoder session): start over.
-            _offset = _windowMin = sample;
-            _previousMin = double.PositiveInfinity;
-            _windowStart = now;
+            _offset = sample;
+            _videoOffset = new EarliestArrival(sample, now);
+            _audioOffset = new EarliestArrival(sample, now);
         }
         else if (!audio)
         {
-            // Only video tells when frames arrive: it is above the low-water mark and wakes us as it
-            // comes. Audio is read when we choose, so it says only that it came before. The earliest
-            // arrival over the last one to two seconds is the truest, and follows clocks that drift.
-            if (now - _windowStart >= 1000)
+            // Video tells when frames arrive: it is above the low-water mark and wakes us as it comes.
+            // The earliest arrival over the last one to two seconds is the truest, and follows clocks that drift.
+            _offset = _videoOffset.Add(sample, now);
+        }
+        else
+        {
+            // Audio is read when we choose, so most of it says only that it came before; what is read as
+            // it arrives (by its own bytes) tells how much earlier than the video's pace it can come, and
+            // how much later it usually comes.
+            _audioOffset.Add(sample, now);
+            if (_lastMark == WaitMark.Audio)
             {
-                (_previousMin, _windowMin, _windowStart) = (_windowMin, sample, now);
+                var late = Math.Clamp(sample - _offset, 0, _budget);
+                _audioLateSpread += (Math.Abs(late - _audioLate) - _audioLateSpread) / 8;
+                _audioLate += (late - _audioLate) / 8;
             }
-
-            _windowMin = Math.Min(_windowMin, sample);
-            _offset = Math.Min(_windowMin, _previousMin);
         }
 
         ref var track = ref audio ? ref _audio : ref _video;
@@ -97,8 +109,9 @@ public sealed class ArrivalPlanner(TimeSpan budget)
 
         track.Last = timestamp;
         track.Seen = true;
-        _heldSince = Math.Min(_heldSince, Math.Min(now, _offset + timestamp));
+        _heldSince = Math.Min(_heldSince, Math.Min(now, (audio ? EarliestAudioOffset : _offset) + timestamp));
         _heldAudio |= audio;
+        _heldVideo |= !audio;
     }
 
     /// <summary>
@@ -110,6 +123,13 @@ public sealed class ArrivalPlanner(TimeSpan budget)
     /// </summary>
     public (bool Send, double WakeBy, WaitMark Mark) Plan(double now)
     {
+        var plan = PlanWait(now);
+        _lastMark = plan.Mark;
+        return plan;
+    }
+
+    private (bool Send, double WakeBy, WaitMark Mark) PlanWait(double now)
+    {
         if (_audio.Step <= 0 || _video.Step <= 0)
         {
             Sent();
@@ -120,10 +140,17 @@ public sealed class ArrivalPlanner(TimeSpan budget)
         var nextVideo = _offset + _video.Last + _video.Step;
         var audioFlows = nextAudio + _budget > now; // a kind whose next frame is more than a budget late has stopped
         var videoFlows = nextVideo + _budget > now;
-        if (audioFlows && videoFlows && !double.IsPositiveInfinity(_heldSince) && !_heldAudio && nextAudio < nextVideo
-            && nextAudio + Slack > now && nextAudio + Slack - _heldSince <= _budget)
+        if (audioFlows && videoFlows && !double.IsPositiveInfinity(_heldSince) && now < _heldSince + _budget)
         {
-            return (false, _heldSince + _budget, WaitMark.Audio); // hold the video read for the audio due in a moment: its bytes wake us
+            if (!_heldAudio && nextAudio < nextVideo && nextAudio + Slack - _heldSince <= _budget)
+            {
+                return (false, _heldSince + _budget, WaitMark.Audio); // hold the video read for the audio due in a moment (or late): its bytes wake us
+            }
+
+            if (_heldAudio && !_heldVideo && nextVideo < nextAudio && nextVideo + Slack - _heldSince <= _budget)
+            {
+                return (false, _heldSince + _budget, WaitMark.Merged); // hold the audio read for the video due in a moment (or late): its bytes wake us
+            }
         }
 
         Sent();
@@ -133,9 +160,11 @@ public sealed class ArrivalPlanner(TimeSpan budget)
             return (true, now + 4 * _budget, WaitMark.Merged);
         }
 
-        if (audioFlows && videoFlows && nextVideo <= nextAudio && nextVideo >= now && nextAudio + Slack - nextVideo <= _budget)
+        // A hold ends when the audio has most likely come: as late after its earliest time as audio came of late.
+        var holdEnd = nextAudio + Math.Max(Slack, _audioLate + 2 * _audioLateSpread);
+        if (audioFlows && videoFlows && nextVideo <= nextAudio && nextVideo >= now && holdEnd - nextVideo <= _budget)
         {
-            return (true, nextAudio + Slack, WaitMark.Hold); // video, then audio soon after: read both at once
+            return (true, holdEnd, WaitMark.Hold); // video, then audio soon after: read both at once
         }
 
         var audioWaitsForVideo = nextVideo - nextAudio + Slack <= _budget;
@@ -156,13 +185,41 @@ public sealed class ArrivalPlanner(TimeSpan budget)
             return (true, due + _budget, WaitMark.Audio);
         }
 
-        return (true, due + Slack, WaitMark.Merged);
+        // Waiting for a video frame: its bytes wake us whenever it comes. Audio that arrives meanwhile waits
+        // below the mark, for it or for the bound: it arrives no earlier than it is due, so it waits at most the budget.
+        var audioArrives = EarliestAudioOffset + _audio.Last + _audio.Step; // the earliest the next audio frame comes
+        return (true, audioFlows && due == nextVideo ? Math.Max(due + Slack, audioArrives + _budget) : due + Slack, WaitMark.Merged);
     }
+
+    /// <summary>How early audio comes against its timestamp: the video's pace, or earlier when audio read on arrival showed it.</summary>
+    private double EarliestAudioOffset => Math.Min(_offset, _audioOffset.Value);
 
     private void Sent()
     {
         _heldSince = double.PositiveInfinity;
         _heldAudio = false;
+        _heldVideo = false;
+    }
+
+    /// <summary>The least of a sample (arrival minus timestamp) over the last one to two seconds.</summary>
+    private struct EarliestArrival(double sample, double now)
+    {
+        private double _windowMin = sample;
+        private double _previousMin = double.PositiveInfinity;
+        private double _windowStart = now;
+
+        public readonly double Value => Math.Min(_windowMin, _previousMin);
+
+        public double Add(double sample, double now)
+        {
+            if (now - _windowStart >= 1000)
+            {
+                (_previousMin, _windowMin, _windowStart) = (_windowMin, sample, now);
+            }
+
+            _windowMin = Math.Min(_windowMin, sample);
+            return Value;
+        }
     }
 
     private struct Track
