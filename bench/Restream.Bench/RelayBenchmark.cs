@@ -120,14 +120,16 @@ public static class RelayBenchmark
             }
 
             foreach (var (peer, label) in new[] { ("nginx-rtmp", "nginx"), ("nginx-rtmp-nodelay", "nginx-nodelay") })
-            foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget", "floor", "floor-unmerged", "floor-cs", "floor-rtmp", "floor-rtmp-merged", "floor-rtmp-budget" })
             {
-                if (medians.TryGetValue(key, out var ours) && medians.TryGetValue(peer, out var nginx))
+                foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget", "floor", "floor-unmerged", "floor-cs", "floor-rtmp", "floor-rtmp-merged", "floor-rtmp-budget" })
                 {
-                    rows.Add($"| {fanout} | **ratio {key}/{label}** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | " +
-                             $"relay + peers {(ours.CpuPerMinutePerDestination + ours.PeersCpuPerMinutePerDestination) / (nginx.CpuPerMinutePerDestination + nginx.PeersCpuPerMinutePerDestination):0.00}× | " +
-                             $"{(double)ours.RssMb / nginx.RssMb:0.00}× | " +
-                             $"{ours.P50 / nginx.P50:0.00}× | {ours.P99 / nginx.P99:0.00}× | {ours.AudioP50 / nginx.AudioP50:0.00}× | {ours.AudioP99 / nginx.AudioP99:0.00}× | | |");
+                    if (medians.TryGetValue(key, out var ours) && medians.TryGetValue(peer, out var nginx))
+                    {
+                        rows.Add($"| {fanout} | **ratio {key}/{label}** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | " +
+                                 $"relay + peers {(ours.CpuPerMinutePerDestination + ours.PeersCpuPerMinutePerDestination) / (nginx.CpuPerMinutePerDestination + nginx.PeersCpuPerMinutePerDestination):0.00}× | " +
+                                 $"{(double)ours.RssMb / nginx.RssMb:0.00}× | " +
+                                 $"{ours.P50 / nginx.P50:0.00}× | {ours.P99 / nginx.P99:0.00}× | {ours.AudioP50 / nginx.AudioP50:0.00}× | {ours.AudioP99 / nginx.AudioP99:0.00}× | | |");
+                    }
                 }
             }
         }
