@@ -35,8 +35,8 @@ public sealed class ArrivalPlanner(TimeSpan budget)
 
     private readonly double _budget = budget.TotalMilliseconds;
     private double _offset = double.NaN; // arrival minus timestamp, for frames read as they arrived
-    private EarliestArrival _videoOffset;
-    private EarliestArrival _audioOffset;
+    private RecentMinimum _videoOffset;
+    private RecentMinimum _audioOffset;
     private Track _audio;
     private Track _video;
     private double _heldSince = double.PositiveInfinity; // arrival of the earliest frame read but not sent
@@ -45,28 +45,20 @@ public sealed class ArrivalPlanner(TimeSpan budget)
     private WaitMark _lastMark;
     private double _audioLate; // how long after its earliest time audio read by its own bytes came, on average
     private double _audioLateSpread; // and how far from that average, on average
-    private int _audioBytes = int.MaxValue; // the smallest audio payload over the current and the previous second
-    private int _audioBytesWindow = int.MaxValue;
-    private double _audioWindowStart = double.NegativeInfinity;
+    private RecentMinimum _audioBytes = RecentMinimum.Empty; // the smallest audio payload of late
 
     /// <summary>
     /// The low-water mark for <see cref="WaitMark.Audio"/>: half the smallest audio payload of the last one to two
     /// seconds, so the body of the next audio message wakes the reader even when its chunk header came apart from it.
     /// </summary>
-    public int AudioMark => _audioBytes == int.MaxValue ? 1 : Math.Max(1, _audioBytes / 2);
+    public int AudioMark => double.IsPositiveInfinity(_audioBytes.Value) ? 1 : Math.Max(1, (int)_audioBytes.Value / 2);
 
     /// <summary>Notes a media frame the reader has just taken (not sequence headers or metadata) and its payload size.</summary>
     public void OnFrame(bool audio, uint timestamp, double now, int bytes = 1)
     {
         if (audio)
         {
-            if (now - _audioWindowStart >= 1000)
-            {
-                (_audioBytes, _audioBytesWindow, _audioWindowStart) = (Math.Min(_audioBytesWindow, bytes), bytes, now);
-            }
-
-            _audioBytesWindow = Math.Min(_audioBytesWindow, bytes);
-            _audioBytes = Math.Min(_audioBytes, bytes);
+            _audioBytes.Add(bytes, now);
         }
 
         var sample = now - timestamp;
@@ -74,8 +66,8 @@ public sealed class ArrivalPlanner(TimeSpan budget)
         {
             // The first frame, or the timestamps jumped (a new encoder session): start over.
             _offset = sample;
-            _videoOffset = new EarliestArrival(sample, now);
-            _audioOffset = new EarliestArrival(sample, now);
+            _videoOffset = new RecentMinimum(sample, now);
+            _audioOffset = new RecentMinimum(sample, now);
         }
         else if (!audio)
         {
@@ -201,9 +193,12 @@ public sealed class ArrivalPlanner(TimeSpan budget)
         _heldVideo = false;
     }
 
-    /// <summary>The least of a sample (arrival minus timestamp) over the last one to two seconds.</summary>
-    private struct EarliestArrival(double sample, double now)
+    /// <summary>The least of a sample (an arrival minus its timestamp, an audio payload's size) over the last one to two seconds.</summary>
+    private struct RecentMinimum(double sample, double now)
     {
+        /// <summary>Nothing seen yet: the value is infinity until the first sample.</summary>
+        public static RecentMinimum Empty => new(double.PositiveInfinity, double.NegativeInfinity);
+
         private double _windowMin = sample;
         private double _previousMin = double.PositiveInfinity;
         private double _windowStart = now;

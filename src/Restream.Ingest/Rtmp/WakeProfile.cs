@@ -10,9 +10,10 @@ namespace Restream.Ingest.Rtmp;
 /// <c>sendmsg</c>, <c>setsockopt</c>) and in everything between them, which is our own code: the
 /// chunk parser (<c>parse</c>), frame creation and the hub's publish (<c>hub</c>), the planner's decision
 /// (<c>plan</c>), the sends to the destinations around their system calls (<c>dispatch</c>), and the
-/// rest (<c>ours</c>: the pipe reader, the async layers, the marks). Each phase is timed with the thread's CPU clock (<c>CLOCK_THREAD_CPUTIME_ID</c>), so a thread that
-/// is preempted or asleep is not charged; every 10 s a line with each phase's milliseconds and count
-/// is appended to the file <c>RESTREAM_WAKE_PROFILE</c> names.
+/// rest (<c>ours</c>: the pipe reader, the async layers, the marks). Each phase is timed with the
+/// thread's CPU clock (<c>CLOCK_THREAD_CPUTIME_ID</c>), so a thread that is preempted or asleep is not
+/// charged; every 10 s a line with each phase's milliseconds and count is appended to the file
+/// <c>RESTREAM_WAKE_PROFILE</c> names.
 /// <para>
 /// For measuring, not for running: the server's calls are compiled in only with
 /// <c>dotnet build -c Release -p:RestreamWakeProfile=true</c> (they are <see cref="ConditionalAttribute"/>
