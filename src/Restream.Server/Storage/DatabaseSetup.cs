@@ -32,18 +32,29 @@ public sealed partial class DatabaseMigrator(RestreamDbFactory factory, StorageO
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        MigrationGuard? guard = null;
         if (!factory.IsPostgres)
         {
             var builder = new Microsoft.Data.Sqlite.SqliteConnectionStringBuilder(factory.ConnectionString);
-            var directory = Path.GetDirectoryName(Path.GetFullPath(builder.DataSource));
-            if (!string.IsNullOrEmpty(directory))
+            if (builder.Mode != Microsoft.Data.Sqlite.SqliteOpenMode.Memory && builder.DataSource is { Length: > 0 } and not ":memory:")
             {
-                Directory.CreateDirectory(directory);
+                var path = Path.GetFullPath(builder.DataSource);
+                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                guard = await MigrationGuard.AcquireAsync(path + ".migrating", log, cancellationToken);
             }
         }
 
         await using var db = factory.Create();
-        await db.Database.MigrateAsync(cancellationToken);
+        using (guard)
+        {
+            if (guard is not null)
+            {
+                await ClearStaleLockAsync(db, cancellationToken);
+            }
+
+            await db.Database.MigrateAsync(cancellationToken);
+        }
+
         LogReady(log, factory.IsPostgres ? "PostgreSQL" : "SQLite");
 
         if (await db.ApiKeys.AnyAsync(cancellationToken))
@@ -83,8 +94,76 @@ public sealed partial class DatabaseMigrator(RestreamDbFactory factory, StorageO
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
+    /// <summary>
+    /// EF Core locks a SQLite database for migrating with a row in <c>__EFMigrationsLock</c>, which
+    /// nothing removes when the process that wrote it dies (killed, out of memory, power lost), and
+    /// every later start would wait for it forever (dotnet/efcore#38958). We migrate only while holding
+    /// <see cref="MigrationGuard"/>, which the kernel releases with its holder: a row found then was left
+    /// by a process that is gone.
+    /// </summary>
+    private async Task ClearStaleLockAsync(RestreamDb db, CancellationToken cancellationToken)
+    {
+        var exists = await db.Database
+            .SqlQueryRaw<int>("SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name = '__EFMigrationsLock'")
+            .SingleAsync(cancellationToken);
+        if (exists == 0)
+        {
+            return;
+        }
+
+        var since = await db.Database.SqlQueryRaw<string>("SELECT \"Timestamp\" AS \"Value\" FROM \"__EFMigrationsLock\"").ToListAsync(cancellationToken);
+        if (since.Count > 0)
+        {
+            await db.Database.ExecuteSqlRawAsync("DELETE FROM \"__EFMigrationsLock\"", cancellationToken);
+            LogStaleLock(log, string.Join(", ", since));
+        }
+    }
+
     [LoggerMessage(Level = LogLevel.Information, Message = "configuration store ready ({Provider})")]
     private static partial void LogReady(ILogger logger, string provider);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "removed the database's migration lock left since {Since} by a server that stopped while starting; starting normally")]
+    private static partial void LogStaleLock(ILogger logger, string since);
+}
+
+/// <summary>
+/// An exclusive lock on a file beside the SQLite database, held while migrating: the kernel drops it
+/// when the holding process ends, however it ends, so whoever holds it knows no one else is migrating.
+/// A second server on the same file waits for it.
+/// </summary>
+public sealed partial class MigrationGuard : IDisposable
+{
+    private readonly FileStream _file;
+
+    private MigrationGuard(FileStream file) => _file = file;
+
+    public static async Task<MigrationGuard> AcquireAsync(string path, ILogger log, CancellationToken cancellationToken)
+    {
+        var logged = false;
+        while (true)
+        {
+            try
+            {
+                return new MigrationGuard(new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None));
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                // Held by another process (or another server in this one) that is migrating the same file.
+                if (!logged)
+                {
+                    LogWaiting(log, path);
+                    logged = true;
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
+            }
+        }
+    }
+
+    public void Dispose() => _file.Dispose();
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "another server is migrating this database ({Path} is locked); waiting for it")]
+    private static partial void LogWaiting(ILogger logger, string path);
 }
 
 /// <summary>Writes every ended stream with its totals to the store.</summary>
