@@ -126,6 +126,39 @@ public sealed class MergedReadStreamTests
             var worst = paused.Max(s => Stopwatch.GetElapsedTime(s.Value, arrivals[s.Key]).TotalMilliseconds);
             Assert.True(worst < 2000, $"audio waited {worst:0} ms during the video pause");
         }
+
+        // Our client sends each message in one write with TCP_NODELAY: nothing it sends waits for our
+        // acknowledgements, so its reads stay merged.
+        Assert.DoesNotContain(PromptReadsLine, server.Log.Text);
+    }
+
+    private const string PromptReadsLine = "holds back its data until we acknowledge";
+
+    [Theory]
+    [InlineData("00:00:00")]
+    [InlineData("00:00:00.015")]
+    public async Task An_ffmpeg_publisher_is_read_as_its_bytes_arrive(string latencyBudget)
+    {
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "nagle",
+            ["Restream:Channels:0:StreamKey"] = "live_nagle_0123456789",
+            ["Restream:Rtmp:LatencyBudget"] = latencyBudget,
+        });
+
+        // FFmpeg's own RTMP client writes a message's chunk header and its body apart and leaves Nagle's
+        // algorithm on: with merged reads the header would wait below the mark, and the body behind it
+        // in FFmpeg's kernel, until a timer. The reader sees it and reads every byte as it comes.
+        await using var ffmpeg = Ffmpeg.Publish(server.PublishUrl("live_nagle_0123456789"), seconds: 8, size: "640x360", bitrateKbps: 1000);
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Log.Text.Contains(PromptReadsLine), TimeSpan.FromSeconds(20)),
+            $"the server did not start reading FFmpeg promptly:\n{server.Log.Text}");
+        Assert.Equal(0, await ffmpeg.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        // Every frame arrived: 8 s at 30 fps, counted by the session's end line.
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Log.Text.Contains("stopped after"), TimeSpan.FromSeconds(10)));
+        var ended = server.Log.Lines.Single(l => l.Contains("stopped after"));
+        var frames = long.Parse(System.Text.RegularExpressions.Regex.Match(ended, @"stopped after (\d+) frames").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(frames >= 8 * Ffmpeg.Fps, ended);
     }
 
     private static async Task SendAsync(RtmpPublishClient publisher, MediaKind kind, uint timestamp, byte[] body)

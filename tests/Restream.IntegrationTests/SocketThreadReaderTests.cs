@@ -160,6 +160,77 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
             reader.Complete();
         });
 
+    [Fact]
+    public Task A_publisher_that_waits_for_our_acknowledgements_is_read_as_its_bytes_arrive() =>
+        Task.Run(async () =>
+        {
+            // Nagle's algorithm on, as FFmpeg's own RTMP client has it: a write smaller than a segment waits
+            // until what was sent before is acknowledged, and an unread piece below the mark is not, for
+            // as long as a delayed acknowledgement takes (40 ms at least on Linux).
+            using var pair = await LoopbackPair.OpenAsync(new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = false });
+            var (publisher, ingest) = (pair.Client, pair.Server);
+            ingest.Blocking = false;
+            ingest.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater, 4096); // a 3 Mb/s stream's merged-read mark
+            var reader = new SocketThreadReader(ingest) { WaitLimit = TimeSpan.FromMilliseconds(20) };
+
+            // Messages as FFmpeg writes them: a chunk's header, then its body in a write of its own. The
+            // first ones are acknowledged at once (a connection starts in quick-ack mode); then each header
+            // waits alone below the mark, and its body behind it in the publisher's kernel.
+            var messages = 0;
+            while (!reader.PromptReads && messages < 200)
+            {
+                publisher.Send(new byte[8]);
+                publisher.Send(new byte[400]);
+                await ReadExactlyAsync(reader, 408);
+                messages++;
+            }
+
+            Assert.True(reader.PromptReads, "a header left alone below the mark, again and again, did not make the reader read promptly");
+
+            // From now on any byte wakes the reader: the header is read, and so acknowledged, as it comes.
+            publisher.Send(new byte[8]);
+            publisher.Send(new byte[400]);
+            await ReadExactlyAsync(reader, 408);
+            Assert.Equal(1, (int)ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
+            reader.Complete();
+        });
+
+    [Fact]
+    public Task A_publisher_that_sends_whole_messages_keeps_merged_reads() =>
+        Task.Run(async () =>
+        {
+            _ingest.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater, 4096);
+            var reader = new SocketThreadReader(_ingest) { WaitLimit = TimeSpan.FromMilliseconds(20) };
+
+            // The same small messages, each in one write with TCP_NODELAY (as our agent and OBS send): they
+            // wait below the mark and are taken whole when the wait ends, which says nothing of the publisher.
+            for (var i = 0; i < 10; i++)
+            {
+                _publisher.Send(new byte[408]);
+                await ReadExactlyAsync(reader, 408);
+            }
+
+            Assert.False(reader.PromptReads);
+            Assert.Equal(4096, (int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
+            reader.Complete();
+        });
+
+    /// <summary>Reads until <paramref name="count"/> bytes are there, and consumes them.</summary>
+    private static async Task ReadExactlyAsync(SocketThreadReader reader, int count)
+    {
+        while (true)
+        {
+            var result = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+            if (result.Buffer.Length >= count)
+            {
+                reader.AdvanceTo(result.Buffer.GetPosition(count));
+                return;
+            }
+
+            reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
     /// <summary>Answers each wait with the next mark of its script: holds end 30 ms after they start, merged waits never.</summary>
     private sealed class ScriptedPacer(WaitMark[] script) : IReadPacer
     {

@@ -74,6 +74,12 @@ public sealed class RtmpConnection : IAsyncDisposable
         }
     }
     /// <summary>
+    /// The peer waits for our acknowledgements before it sends more (see
+    /// <see cref="SocketThreadReader.PromptReads"/>), so every byte it sends is read as it arrives.
+    /// </summary>
+    public bool PromptReads => _input is SocketThreadReader { PromptReads: true };
+
+    /// <summary>
     /// Paces reads (see <see cref="ArrivalPlanner"/>); only connections read on their own thread can
     /// be paced: false otherwise.
     /// </summary>

@@ -49,7 +49,9 @@ public sealed partial class RtmpServerSession
     private CancellationTokenSource? _cts;
     private CancellationTokenRegistration _kick;
     private MergedRead? _mergedRead;
+    private bool _promptLogged; // the publisher is read promptly (it waits for our acknowledgements), said once
     private ArrivalPlanner? _planner;
+    private MediaKind _lastKind; // of the last media frame published
     private bool _paced;
 
     public RtmpServerSession(Socket socket, RtmpIngestOptions options, IChannelCatalog catalog, IPublishAuthorizer authorizer,
@@ -183,7 +185,14 @@ public sealed partial class RtmpServerSession
                 return;
             }
 
-            if (State == SessionState.Publishing && _hub is { } hub)
+            if (State == SessionState.Publishing && connection.PromptReads && !_promptLogged)
+            {
+                // The reader sets the socket's mark from now on; MergedRead must not change it under it.
+                _promptLogged = true;
+                LogPromptReads(_log, _streamLabel, _remote);
+            }
+
+            if (State == SessionState.Publishing && _hub is { } hub && !_promptLogged)
             {
                 _mergedRead ??= new MergedRead(_socket, _options.MergedRead);
                 _mergedRead.Tune(connection.BytesReceived, _time.GetTimestamp(), _time.GetElapsedTime(connection.LastReceived), hub.HasVideo, _time);
@@ -265,6 +274,7 @@ public sealed partial class RtmpServerSession
         var timestamp = message.Timestamp;
         var length = message.Length;
         var frame = MediaFrame.Create(kind, timestamp, message.DetachBuffer(), length);
+        _lastKind = kind;
         if (_planner is { } planner && !frame.IsSequenceHeader)
         {
             planner.OnFrame(kind == MediaKind.Audio, timestamp, ArrivalPlanner.Now, length);
@@ -297,17 +307,36 @@ public sealed partial class RtmpServerSession
         }
     }
 
-    /// <summary>Without a latency budget: what one read brought goes out at once, before the next wait.</summary>
+    /// <summary>
+    /// Without a latency budget: what one read brought goes out at once, before the next wait. Audio
+    /// waits for the video frame after it in the kernel, below the merged-read mark, so a read
+    /// brings both. From a publisher read as its bytes arrive (<see cref="RtmpConnection.PromptReads"/>)
+    /// a read brings audio alone: it waits here instead, for the next read, as long as it would have
+    /// in the kernel (<see cref="MergedRead.WaitLimit"/>).
+    /// </summary>
     private sealed class FlushEachRead(StreamHub hub, RtmpServerSession session) : IReadPacer
     {
+        private double _audioSince = double.PositiveInfinity;
+
         public int Mark => session._mergedRead?.Mark ?? 1;
 
         public int AudioMark => 1;
 
         public double BeforeWait(double now, out WaitMark mark)
         {
-            hub.FlushWakes();
             mark = WaitMark.Merged;
+            if (session._lastKind == MediaKind.Audio && hub.HasVideo && session._connection is { PromptReads: true })
+            {
+                _audioSince = Math.Min(_audioSince, now);
+                var until = _audioSince + 4 * session._options.MergedRead.TotalMilliseconds;
+                if (now < until)
+                {
+                    return until;
+                }
+            }
+
+            _audioSince = double.PositiveInfinity;
+            hub.FlushWakes();
             return double.PositiveInfinity;
         }
     }
@@ -614,6 +643,9 @@ public sealed partial class RtmpServerSession
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "RTMPS connection from {Remote} closed: {Error}")]
     private static partial void LogTlsFailed(ILogger logger, string remote, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} holds back its data until we acknowledge what it sent (Nagle's algorithm; FFmpeg's RTMP client does this unless given -tcp_nodelay 1): reading it as it arrives, since merged reads would delay its frames")]
+    private static partial void LogPromptReads(ILogger logger, string stream, string remote);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} started")]
     private static partial void LogPublishStarted(ILogger logger, string stream, string remote);

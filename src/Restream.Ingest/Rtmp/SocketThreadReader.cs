@@ -191,11 +191,11 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
 
                 // The socket keeps a wait's own mark until a wait wants another one: holds, audio
                 // waits and plain merged waits alternate, and each change is a system call.
-                var wanted = waitMark > 0 ? waitMark : _ownMark > 0 ? Pacer?.Mark ?? 1 : 0;
+                var wanted = PromptReads ? 1 : waitMark > 0 ? waitMark : _ownMark > 0 ? Pacer?.Mark ?? 1 : 0;
                 if (wanted > 0 && wanted != _ownMark)
                 {
                     SetMark(wanted);
-                    _ownMark = waitMark > 0 ? waitMark : 0; // back at the pacer's own mark: MergedRead's to change again
+                    _ownMark = PromptReads ? 1 : waitMark > 0 ? waitMark : 0; // 0: back at the pacer's own mark, MergedRead's to change again
                 }
 
                 // poll(2) counts whole milliseconds: round up, so a wait never ends just before it is due.
@@ -214,6 +214,16 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
                 continue;
             }
 
+            if (received > 0 && received <= PartialMessage && (timedOut || PromptReads))
+            {
+                received += AfterPartialMessage(received, room, stalled: timedOut);
+            }
+
+            if (received > 0 && timedOut && PromptReads)
+            {
+                _ownMark = 0; // bytes waited although any byte should wake us: the mark was changed under us, set it again
+            }
+
             _drained = received < room;
             _examinedAll = false;
             if (received == 0)
@@ -225,6 +235,56 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
             _end += received;
             return;
         }
+    }
+
+    /// <summary>
+    /// At most this many bytes found by a wait that timed out are a piece of a message (a chunk's
+    /// header) that sat below the low-water mark: no media frame is this small.
+    /// </summary>
+    private const int PartialMessage = 32;
+
+    /// <summary>How many stalled pieces within <see cref="StallWindow"/> show a publisher that waits for our acknowledgements.</summary>
+    private const int StallsToPrompt = 3;
+
+    private static readonly TimeSpan StallWindow = TimeSpan.FromSeconds(10);
+    private int _stalls;
+    private long _firstStall;
+    private volatile bool _promptReads;
+
+    /// <summary>
+    /// Every byte wakes the reader, whatever the pacer plans: the publisher holds back what it has
+    /// to send until we acknowledge what it sent (Nagle's algorithm, as FFmpeg's own RTMP client
+    /// does unless told <c>-tcp_nodelay 1</c>), so bytes left below the low-water mark would stall it,
+    /// its next frames with them, for as long as the wait lasts. Set once the reader has seen it.
+    /// </summary>
+    public bool PromptReads => _promptReads;
+
+    /// <summary>
+    /// A receive found only a piece of a message, after a wait that timed out (<paramref name="stalled"/>:
+    /// the piece sat below the mark) or from a publisher read promptly. The rest is most likely held back
+    /// by a publisher that waits for our acknowledgement, which the receive that took the piece has just
+    /// sent; on loopback the rest comes back within that receive. Takes it with one more non-blocking
+    /// receive instead of a wait (the bytes added). A stall is counted, and the reader reads promptly
+    /// from the third within <see cref="StallWindow"/>.
+    /// </summary>
+    private int AfterPartialMessage(int received, int room, bool stalled)
+    {
+        if (stalled && !PromptReads)
+        {
+            var now = System.Diagnostics.Stopwatch.GetTimestamp();
+            if (_stalls == 0 || System.Diagnostics.Stopwatch.GetElapsedTime(_firstStall, now) > StallWindow)
+            {
+                (_stalls, _firstStall) = (0, now);
+            }
+
+            if (++_stalls >= StallsToPrompt)
+            {
+                _promptReads = true;
+            }
+        }
+
+        var more = Receive(_buffer.AsSpan(_end + received, room - received));
+        return Math.Max(more, 0);
     }
 
     /// <summary>Waits for data (honouring the low-water mark): false when the wait timed out.</summary>
