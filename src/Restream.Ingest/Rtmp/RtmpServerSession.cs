@@ -283,15 +283,26 @@ public sealed partial class RtmpServerSession
         _hub.Publish(frame);
     }
 
-    /// <summary>Sends what a read brought when the planner says so, and bounds the next wait.</summary>
+    /// <summary>
+    /// Sends what a read brought when the planner says so, and bounds the next wait. A publisher read
+    /// as its bytes arrive (<see cref="RtmpConnection.PromptReads"/>) gives the planner nothing to
+    /// leave in the kernel: its audio waits for the next read within the budget, and video goes at once.
+    /// </summary>
     private sealed class PlannedReads(ArrivalPlanner planner, StreamHub hub, RtmpServerSession session) : IReadPacer
     {
+        private readonly FlushEachRead _prompt = new(hub, session, session._options.LatencyBudget);
+
         public int Mark => session._mergedRead?.Mark ?? 1;
 
         public int AudioMark => planner.AudioMark;
 
         public double BeforeWait(double now, out WaitMark mark)
         {
+            if (session._connection is { PromptReads: true })
+            {
+                return _prompt.BeforeWait(now, out mark);
+            }
+
             WakeProfile.Enter(WakeProfile.Phase.Plan);
             var (send, wakeBy, planned) = planner.Plan(now);
             if (send)
@@ -311,11 +322,13 @@ public sealed partial class RtmpServerSession
     /// Without a latency budget: what one read brought goes out at once, before the next wait. Audio
     /// waits for the video frame after it in the kernel, below the merged-read mark, so a read
     /// brings both. From a publisher read as its bytes arrive (<see cref="RtmpConnection.PromptReads"/>)
-    /// a read brings audio alone: it waits here instead, for the next read, as long as it would have
-    /// in the kernel (<see cref="MergedRead.WaitLimit"/>).
+    /// a read brings audio alone: it waits here instead, for the next read, at most
+    /// <paramref name="audioWait"/> (as long as it would have in the kernel, <see cref="MergedRead.WaitLimit"/>,
+    /// or the latency budget).
     /// </summary>
-    private sealed class FlushEachRead(StreamHub hub, RtmpServerSession session) : IReadPacer
+    private sealed class FlushEachRead(StreamHub hub, RtmpServerSession session, TimeSpan audioWait) : IReadPacer
     {
+        private readonly double _audioWait = audioWait.TotalMilliseconds;
         private double _audioSince = double.PositiveInfinity;
 
         public int Mark => session._mergedRead?.Mark ?? 1;
@@ -328,7 +341,7 @@ public sealed partial class RtmpServerSession
             if (session._lastKind == MediaKind.Audio && hub.HasVideo && session._connection is { PromptReads: true })
             {
                 _audioSince = Math.Min(_audioSince, now);
-                var until = _audioSince + 4 * session._options.MergedRead.TotalMilliseconds;
+                var until = _audioSince + _audioWait;
                 if (now < until)
                 {
                     return until;
@@ -506,7 +519,7 @@ public sealed partial class RtmpServerSession
                 _paced = true;
             }
         }
-        else if (_options.MergedRead > TimeSpan.Zero && connection.SetReadPacer(new FlushEachRead(hub, this)))
+        else if (_options.MergedRead > TimeSpan.Zero && connection.SetReadPacer(new FlushEachRead(hub, this, 4 * _options.MergedRead)))
         {
             // Merged reads already pair audio with the video frame that woke us: each destination is
             // woken once per read and sends what it brought in one write.
