@@ -73,6 +73,7 @@ public sealed class RtmpConnection : IAsyncDisposable
             }
         }
     }
+
     /// <summary>
     /// The peer waits for our acknowledgements before it sends more (see
     /// <see cref="SocketThreadReader.PromptReads"/>), so every byte it sends is read as it arrives.
