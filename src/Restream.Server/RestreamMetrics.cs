@@ -20,6 +20,7 @@ public sealed class RestreamMetrics
     private readonly Counter _connections;
     private readonly Counter _rejectedKeys;
     private readonly Counter _protocolErrors;
+    private readonly Counter _promptReadPublishers;
     private readonly Counter _apiAuthFailures;
     private readonly Gauge _liveStreams;
     private readonly Counter _streamBytes;
@@ -57,6 +58,8 @@ public sealed class RestreamMetrics
         _connections = f.CreateCounter("restream_ingest_connections_total", "RTMP connections accepted.");
         _rejectedKeys = f.CreateCounter("restream_ingest_auth_failures_total", "Publishes refused for an unknown stream key.");
         _protocolErrors = f.CreateCounter("restream_ingest_protocol_errors_total", "Connections closed for malformed RTMP.");
+        _promptReadPublishers = f.CreateCounter("restream_ingest_prompt_read_publishers_total",
+            "Publishers read as their bytes arrive because they hold back data until acknowledged (Nagle's algorithm, e.g. FFmpeg's RTMP client): they cost more CPU than merged reads.");
         _apiAuthFailures = f.CreateCounter("restream_api_auth_failures_total", "API requests refused for a missing or invalid key.");
         _liveStreams = f.CreateGauge("restream_live_streams", "Streams live on this node.");
         string[] stream = ["channel"];
@@ -80,6 +83,10 @@ public sealed class RestreamMetrics
         _destinationLinkRetransmitted = f.CreateCounter("restream_destination_link_retransmitted_packets_total", "Packets retransmitted on the destination's SRT link.", destination);
         _destinationLinkDropped = f.CreateCounter("restream_destination_link_dropped_packets_total", "Packets dropped on the destination's SRT link because they were too late to send.", destination);
         Registry.AddBeforeCollectCallback(Update);
+
+        // The process's own figures, as every Prometheus client exports them: CPU seconds, resident
+        // memory, threads, open handles, GC collections per generation, managed heap size.
+        DotNetStats.Register(Registry);
     }
 
     public CollectorRegistry Registry { get; }
@@ -92,6 +99,7 @@ public sealed class RestreamMetrics
             _connections.IncTo(_ingest.Accepted);
             _rejectedKeys.IncTo(_ingest.RejectedKeys);
             _protocolErrors.IncTo(_ingest.ProtocolErrors);
+            _promptReadPublishers.IncTo(_ingest.PromptReadPublishers);
             _apiAuthFailures.IncTo(_auth.Failures);
             var live = _registry.LiveStreams;
             _liveStreams.Set(live.Count);

@@ -159,6 +159,13 @@ public sealed class MergedReadStreamTests
         var ended = server.Log.Lines.Single(l => l.Contains("stopped after"));
         var frames = long.Parse(System.Text.RegularExpressions.Regex.Match(ended, @"stopped after (\d+) frames").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(frames >= 8 * Ffmpeg.Fps, ended);
+
+        // Operators see it too, beside the process's own figures.
+        using var http = server.Http(apiKey: null);
+        var metrics = PrometheusText.Parse(await http.GetStringAsync("/metrics"));
+        Assert.Equal(1, metrics.Value("restream_ingest_prompt_read_publishers_total"));
+        Assert.True(metrics.Value("process_cpu_seconds_total") > 0);
+        Assert.Contains(metrics, s => s.Name == "dotnet_collection_count_total");
     }
 
     private static async Task SendAsync(RtmpPublishClient publisher, MediaKind kind, uint timestamp, byte[] body)

@@ -15,17 +15,22 @@ public sealed class IngestCounters
     private long _accepted;
     private long _rejectedKeys;
     private long _protocolErrors;
+    private long _promptReadPublishers;
     private int _open;
 
     public long Accepted => Interlocked.Read(ref _accepted);
     public long RejectedKeys => Interlocked.Read(ref _rejectedKeys);
     public long ProtocolErrors => Interlocked.Read(ref _protocolErrors);
+
+    /// <summary>Publishers read as their bytes arrive: they wait for our acknowledgements (see <see cref="RtmpConnection.PromptReads"/>).</summary>
+    public long PromptReadPublishers => Interlocked.Read(ref _promptReadPublishers);
     public int Open => Volatile.Read(ref _open);
 
     internal void OnAccepted() { Interlocked.Increment(ref _accepted); Interlocked.Increment(ref _open); }
     internal void OnClosed() => Interlocked.Decrement(ref _open);
     internal void OnRejectedKey() => Interlocked.Increment(ref _rejectedKeys);
     internal void OnProtocolError() => Interlocked.Increment(ref _protocolErrors);
+    internal void OnPromptReads() => Interlocked.Increment(ref _promptReadPublishers);
 }
 
 /// <summary>The RTMP listener (and the RTMPS one when a certificate is configured): one session per connection.</summary>

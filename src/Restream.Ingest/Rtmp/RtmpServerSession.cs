@@ -189,6 +189,7 @@ public sealed partial class RtmpServerSession
             {
                 // The reader sets the socket's mark from now on; MergedRead must not change it under it.
                 _promptLogged = true;
+                _counters.OnPromptReads();
                 LogPromptReads(_log, _streamLabel, _remote);
             }
 
