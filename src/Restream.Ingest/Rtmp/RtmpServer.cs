@@ -24,6 +24,7 @@ public sealed class IngestCounters
 
     /// <summary>Publishers read as their bytes arrive: they wait for our acknowledgements (see <see cref="RtmpConnection.PromptReads"/>).</summary>
     public long PromptReadPublishers => Interlocked.Read(ref _promptReadPublishers);
+
     public int Open => Volatile.Read(ref _open);
 
     internal void OnAccepted() { Interlocked.Increment(ref _accepted); Interlocked.Increment(ref _open); }
