@@ -9,6 +9,7 @@
 #
 # usage: bench/ffmpeg-publisher.sh [SECONDS=30] [ROUNDS=2]
 #   RESTREAM_BENCH_BASELINE=/path/to/restream.dll adds an earlier build as "baseline" and "baseline-budget".
+#   RESTREAM_BENCH_PUBLISHER_ARGS="-tcp_nodelay 1" passes options to the publisher's RTMP output.
 # needs: dotnet build -c Release; ffmpeg, nginx + libnginx-mod-rtmp; tcpdump (optional, for the waits; root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,8 +68,9 @@ run() { # variant -> "cpu_ms_per_s p50 p99 max"
   sleep 0.5
   local key=benchkey-123456
   [ "$variant" = nginx-rtmp ] && key=live
+  # shellcheck disable=SC2086 # the publisher's options are words
   timeout $((seconds + warmup + 2)) ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$input" -c copy -f flv \
-    "rtmp://127.0.0.1:$ingest/live/$key" > /dev/null 2>&1 &
+    ${RESTREAM_BENCH_PUBLISHER_ARGS:-} "rtmp://127.0.0.1:$ingest/live/$key" > /dev/null 2>&1 &
   pub=$!
   sleep "$warmup"
   local c1 c2
@@ -100,7 +102,7 @@ for round in $(seq "$rounds"); do
 done
 
 echo
-echo "ffmpeg -re publisher (720p30 ~3 Mb/s + AAC), 1 destination, $seconds s per run, $rounds round(s), $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "ffmpeg -re ${RESTREAM_BENCH_PUBLISHER_ARGS:-}publisher (720p30 ~3 Mb/s + AAC), 1 destination, $seconds s per run, $rounds round(s), $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo
 echo "| relay | CPU ms/s (median) [runs] | / nginx-rtmp | publisher's wait for our ACK p50 / p99 / max ms |"
 echo "|---|---|---|---|"
