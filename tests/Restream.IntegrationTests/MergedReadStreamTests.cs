@@ -134,6 +134,30 @@ public sealed class MergedReadStreamTests
 
     private const string PromptReadsLine = "holds back its data until we acknowledge";
 
+    [Fact]
+    public async Task An_ffmpeg_publisher_that_sends_in_bursts_is_read_as_it_arrives_under_the_budget()
+    {
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "bursts",
+            ["Restream:Channels:0:StreamKey"] = "live_bursts_0123456789",
+            ["Restream:Rtmp:LatencyBudget"] = "00:00:00.015",
+        });
+
+        // With TCP_NODELAY FFmpeg waits for nothing, but its muxer sends audio with the next video
+        // frame, late for the audio's own time: the planner's timers keep finding nothing to read.
+        await using var ffmpeg = Ffmpeg.Publish(server.PublishUrl("live_bursts_0123456789"), seconds: 10, size: "640x360", bitrateKbps: 1000,
+            outputOptions: ["-tcp_nodelay", "1"]);
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Counters.PromptReadPublishers == 1, TimeSpan.FromSeconds(25)),
+            $"the server kept planning reads for a publisher it cannot predict:\n{server.Log.Text}");
+        Assert.Equal(0, await ffmpeg.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Log.Text.Contains("stopped after"), TimeSpan.FromSeconds(10)));
+        var ended = server.Log.Lines.Single(l => l.Contains("stopped after"));
+        var frames = long.Parse(System.Text.RegularExpressions.Regex.Match(ended, @"stopped after (\d+) frames").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(frames >= 10 * Ffmpeg.Fps, ended);
+    }
+
     [Theory]
     [InlineData("00:00:00")]
     [InlineData("00:00:00.015")]

@@ -80,6 +80,21 @@ public sealed class RtmpConnection : IAsyncDisposable
     /// </summary>
     public bool PromptReads => _input is SocketThreadReader { PromptReads: true };
 
+    /// <summary>Reads every byte as it arrives from now on (see <see cref="PromptReads"/>); false when reads are not on a thread of their own.</summary>
+    internal bool ReadPromptly()
+    {
+        if (_input is not SocketThreadReader reader)
+        {
+            return false;
+        }
+
+        reader.ReadPromptly();
+        return true;
+    }
+
+    /// <summary>Waits that ended by their time limit with nothing to read (see <see cref="SocketThreadReader.EmptyTimeouts"/>).</summary>
+    internal int EmptyTimeouts => _input is SocketThreadReader reader ? reader.EmptyTimeouts : 0;
+
     /// <summary>
     /// Paces reads (see <see cref="ArrivalPlanner"/>); only connections read on their own thread can
     /// be paced: false otherwise.

@@ -49,7 +49,7 @@ public sealed partial class RtmpServerSession
     private CancellationTokenSource? _cts;
     private CancellationTokenRegistration _kick;
     private MergedRead? _mergedRead;
-    private bool _promptLogged; // the publisher is read promptly (it waits for our acknowledgements), said once
+    private volatile bool _promptLogged; // the publisher is read promptly (it waits for our acknowledgements, or the planner cannot predict it), said once
     private ArrivalPlanner? _planner;
     private MediaKind _lastKind; // of the last media frame published
     private bool _paced;
@@ -291,7 +291,13 @@ public sealed partial class RtmpServerSession
     /// </summary>
     private sealed class PlannedReads(ArrivalPlanner planner, StreamHub hub, RtmpServerSession session) : IReadPacer
     {
+        /// <summary>Timers that found nothing, per <see cref="UnpredictableWindow"/> ms, that show a publisher the planner cannot predict.</summary>
+        private const int UnpredictableWakeUps = 20;
+        private const double UnpredictableWindow = 2000;
+
         private readonly FlushEachRead _prompt = new(hub, session, session._options.LatencyBudget);
+        private double _windowStart = double.NaN;
+        private int _emptyAtStart;
 
         public int Mark => session._mergedRead?.Mark ?? 1;
 
@@ -299,7 +305,7 @@ public sealed partial class RtmpServerSession
 
         public double BeforeWait(double now, out WaitMark mark)
         {
-            if (session._connection is { PromptReads: true })
+            if (session._connection is not { } connection || connection.PromptReads || Unpredictable(connection, now))
             {
                 return _prompt.BeforeWait(now, out mark);
             }
@@ -316,6 +322,32 @@ public sealed partial class RtmpServerSession
 
             mark = planned;
             return wakeBy;
+        }
+
+        /// <summary>
+        /// The planner's timers keep waking the thread for frames that have not come (a publisher whose
+        /// muxer sends in bursts of its own, FFmpeg with <c>-tcp_nodelay 1</c>): such a publisher is read
+        /// as its bytes arrive from now on, as one that waits for our acknowledgements is.
+        /// </summary>
+        private bool Unpredictable(RtmpConnection connection, double now)
+        {
+            if (!double.IsNaN(_windowStart) && now - _windowStart < UnpredictableWindow)
+            {
+                return false;
+            }
+
+            var empty = connection.EmptyTimeouts;
+            var wasted = double.IsNaN(_windowStart) ? 0 : empty - _emptyAtStart;
+            (_windowStart, _emptyAtStart) = (now, empty);
+            if (wasted < UnpredictableWakeUps)
+            {
+                return false;
+            }
+
+            session._promptLogged = true; // before the switch: the watchdog must not take it for one that waits for acknowledgements
+            session._counters.OnPromptReads();
+            LogUnpredictable(session._log, session._streamLabel, session._remote, wasted);
+            return connection.ReadPromptly();
         }
     }
 
@@ -660,6 +692,9 @@ public sealed partial class RtmpServerSession
 
     [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} holds back its data until we acknowledge what it sent (Nagle's algorithm; FFmpeg's RTMP client does this unless given -tcp_nodelay 1): reading it as it arrives, since merged reads would delay its frames")]
     private static partial void LogPromptReads(ILogger logger, string stream, string remote);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} sends in bursts the latency budget's planner cannot predict ({Count} timers in 2 s found nothing): reading it as it arrives")]
+    private static partial void LogUnpredictable(ILogger logger, string stream, string remote, int count);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} started")]
     private static partial void LogPublishStarted(ILogger logger, string stream, string remote);

@@ -209,6 +209,11 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
             var received = Receive(_buffer.AsSpan(_end));
             if (received < 0)
             {
+                if (timedOut)
+                {
+                    EmptyTimeouts++;
+                }
+
                 _drained = true;
                 bounded = !timedOut; // nothing at all came within the limit: wait for the next byte, however long
                 continue;
@@ -258,6 +263,12 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
     /// its next frames with them, for as long as the wait lasts. Set once the reader has seen it.
     /// </summary>
     public bool PromptReads => _promptReads;
+
+    /// <summary>Reads promptly from now on, for a reason of the pacer's (see <see cref="PromptReads"/>).</summary>
+    internal void ReadPromptly() => _promptReads = true;
+
+    /// <summary>Waits that ended by their time limit and found nothing to read: timers that woke the thread for nothing.</summary>
+    internal int EmptyTimeouts { get; private set; }
 
     /// <summary>
     /// A receive found only a piece of a message, after a wait that timed out (<paramref name="stalled"/>:

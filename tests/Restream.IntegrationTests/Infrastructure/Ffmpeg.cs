@@ -14,7 +14,8 @@ public static class Ffmpeg
     /// Publishes a 720p30 H.264 + AAC test pattern in real time (<c>-re</c>) for <paramref name="seconds"/>:
     /// exactly <c>seconds * 30</c> video frames, a keyframe every 2 s.
     /// </summary>
-    public static ExternalProcess Publish(string url, int seconds, string size = "1280x720", int bitrateKbps = 3000, string format = "flv") =>
+    public static ExternalProcess Publish(string url, int seconds, string size = "1280x720", int bitrateKbps = 3000, string format = "flv",
+        IEnumerable<string>? outputOptions = null) =>
         ExternalProcess.Start("ffmpeg",
         [
             "-hide_banner", "-nostdin", "-loglevel", "warning", "-re",
@@ -24,7 +25,7 @@ public static class Ffmpeg
             "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
             "-g", (2 * Fps).ToString(CultureInfo.InvariantCulture), "-b:v", $"{bitrateKbps}k",
             "-c:a", "aac", "-b:a", "128k",
-            "-f", format, url,
+            "-f", format, .. outputOptions ?? [], url,
         ]);
 
     /// <summary>Decodes every frame of a file or URL and reports each stream.</summary>
