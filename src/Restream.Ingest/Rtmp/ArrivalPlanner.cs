@@ -53,6 +53,9 @@ public sealed class ArrivalPlanner(TimeSpan budget)
     /// </summary>
     public int AudioMark => double.IsPositiveInfinity(_audioBytes.Value) ? 1 : Math.Max(1, (int)_audioBytes.Value / 2);
 
+    /// <summary>The last plan found neither audio nor video coming (a pause, a stalled network): its wait only looks now and then.</summary>
+    public bool PublisherPaused { get; private set; }
+
     /// <summary>Notes a media frame the reader has just taken (not sequence headers or metadata) and its payload size.</summary>
     public void OnFrame(bool audio, uint timestamp, double now, int bytes = 1)
     {
@@ -115,6 +118,7 @@ public sealed class ArrivalPlanner(TimeSpan budget)
     /// </summary>
     public (bool Send, double WakeBy, WaitMark Mark) Plan(double now)
     {
+        PublisherPaused = false;
         var plan = PlanWait(now);
         _lastMark = plan.Mark;
         return plan;
@@ -149,6 +153,7 @@ public sealed class ArrivalPlanner(TimeSpan budget)
         if (!audioFlows && !videoFlows)
         {
             // The publisher paused: look now and then (what comes first may sit below the low-water mark).
+            PublisherPaused = true;
             return (true, now + 4 * _budget, WaitMark.Merged);
         }
 

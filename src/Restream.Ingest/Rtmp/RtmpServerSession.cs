@@ -297,7 +297,9 @@ public sealed partial class RtmpServerSession
 
         private readonly FlushEachRead _prompt = new(hub, session, session._options.LatencyBudget);
         private double _windowStart = double.NaN;
-        private int _emptyAtStart;
+        private int _lastEmpty;
+        private int _wasted; // this window's timers that found nothing while the stream flowed
+        private bool _lastPaused;
 
         public int Mark => session._mergedRead?.Mark ?? 1;
 
@@ -320,6 +322,7 @@ public sealed partial class RtmpServerSession
 
             WakeProfile.Enter(WakeProfile.Phase.Ours);
 
+            _lastPaused = planner.PublisherPaused;
             mark = planned;
             return wakeBy;
         }
@@ -331,22 +334,28 @@ public sealed partial class RtmpServerSession
         /// </summary>
         private bool Unpredictable(RtmpConnection connection, double now)
         {
-            if (!double.IsNaN(_windowStart) && now - _windowStart < UnpredictableWindow)
+            // The wait before this one ended by its time with nothing to read; a paused publisher's
+            // look-now-and-then waits do not count (a stalled network is not a publisher in bursts).
+            var empty = connection.EmptyTimeouts;
+            if (empty != _lastEmpty)
             {
-                return false;
+                _wasted += _lastPaused ? 0 : empty - _lastEmpty;
+                _lastEmpty = empty;
             }
 
-            var empty = connection.EmptyTimeouts;
-            var wasted = double.IsNaN(_windowStart) ? 0 : empty - _emptyAtStart;
-            (_windowStart, _emptyAtStart) = (now, empty);
-            if (wasted < UnpredictableWakeUps)
+            if (double.IsNaN(_windowStart) || now - _windowStart >= UnpredictableWindow)
+            {
+                (_windowStart, _wasted) = (now, 0);
+            }
+
+            if (_wasted < UnpredictableWakeUps)
             {
                 return false;
             }
 
             session._promptLogged = true; // before the switch: the watchdog must not take it for one that waits for acknowledgements
             session._counters.OnPromptReads();
-            LogUnpredictable(session._log, session._streamLabel, session._remote, wasted);
+            LogUnpredictable(session._log, session._streamLabel, session._remote, _wasted);
             return connection.ReadPromptly();
         }
     }
@@ -693,7 +702,7 @@ public sealed partial class RtmpServerSession
     [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} holds back its data until we acknowledge what it sent (Nagle's algorithm; FFmpeg's RTMP client does this unless given -tcp_nodelay 1): reading it as it arrives, since merged reads would delay its frames")]
     private static partial void LogPromptReads(ILogger logger, string stream, string remote);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} sends in bursts the latency budget's planner cannot predict ({Count} timers in 2 s found nothing): reading it as it arrives")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} sends in bursts the latency budget's planner cannot predict ({Count} of its timers found nothing within 2 s): reading it as it arrives")]
     private static partial void LogUnpredictable(ILogger logger, string stream, string remote, int count);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} started")]
