@@ -18,12 +18,7 @@ public sealed class MergedReadStreamTests
     [InlineData("00:00:00.015")] // paced by the stream's timing under a latency budget (ArrivalPlanner)
     public async Task Audio_keeps_flowing_when_the_publisher_stops_sending_video(string latencyBudget)
     {
-        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
-        {
-            ["Restream:Channels:0:Name"] = "merged",
-            ["Restream:Channels:0:StreamKey"] = "live_merged_0123456789",
-            ["Restream:Rtmp:LatencyBudget"] = latencyBudget,
-        });
+        await using var server = await StartServerAsync("merged", latencyBudget);
         await using var publisher = await RtmpPublishClient.ConnectAsync(
             new PublishTarget(new Uri($"rtmp://127.0.0.1:{server.RtmpPort}/live"), "live_merged_0123456789"), null, TimeProvider.System, CancellationToken.None);
         _ = publisher.ReadUntilClosedAsync(CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
@@ -136,12 +131,7 @@ public sealed class MergedReadStreamTests
     [Fact]
     public async Task A_publisher_that_pauses_keeps_planned_reads_under_the_budget()
     {
-        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
-        {
-            ["Restream:Channels:0:Name"] = "pause",
-            ["Restream:Channels:0:StreamKey"] = "live_pause_0123456789",
-            ["Restream:Rtmp:LatencyBudget"] = "00:00:00.015",
-        });
+        await using var server = await StartServerAsync("pause", "00:00:00.015");
         await using var publisher = await RtmpPublishClient.ConnectAsync(
             new PublishTarget(new Uri($"rtmp://127.0.0.1:{server.RtmpPort}/live"), "live_pause_0123456789"), null, TimeProvider.System, CancellationToken.None);
         _ = publisher.ReadUntilClosedAsync(CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
@@ -187,12 +177,7 @@ public sealed class MergedReadStreamTests
     [Fact]
     public async Task An_ffmpeg_publisher_that_sends_in_bursts_is_read_as_it_arrives_under_the_budget()
     {
-        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
-        {
-            ["Restream:Channels:0:Name"] = "bursts",
-            ["Restream:Channels:0:StreamKey"] = "live_bursts_0123456789",
-            ["Restream:Rtmp:LatencyBudget"] = "00:00:00.015",
-        });
+        await using var server = await StartServerAsync("bursts", "00:00:00.015");
 
         // With TCP_NODELAY FFmpeg waits for nothing, but its muxer sends audio with the next video
         // frame, late for the audio's own time: the planner's timers keep finding nothing to read.
@@ -213,12 +198,7 @@ public sealed class MergedReadStreamTests
     [InlineData("00:00:00.015")]
     public async Task An_ffmpeg_publisher_is_read_as_its_bytes_arrive(string latencyBudget)
     {
-        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
-        {
-            ["Restream:Channels:0:Name"] = "nagle",
-            ["Restream:Channels:0:StreamKey"] = "live_nagle_0123456789",
-            ["Restream:Rtmp:LatencyBudget"] = latencyBudget,
-        });
+        await using var server = await StartServerAsync("nagle", latencyBudget);
 
         // FFmpeg's own RTMP client writes a message's chunk header and its body apart and leaves Nagle's
         // algorithm on: with merged reads the header would wait below the mark, and the body behind it
@@ -248,6 +228,15 @@ public sealed class MergedReadStreamTests
         Assert.True(metrics.Value("process_cpu_seconds_total") > 0);
         Assert.Contains(metrics, s => s.Name == "dotnet_collection_count_total");
     }
+
+    /// <summary>Our server with one channel, <paramref name="channel"/>, whose stream key is <c>live_{channel}_0123456789</c>.</summary>
+    private static Task<RestreamServer> StartServerAsync(string channel, string latencyBudget) =>
+        RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = channel,
+            ["Restream:Channels:0:StreamKey"] = $"live_{channel}_0123456789",
+            ["Restream:Rtmp:LatencyBudget"] = latencyBudget,
+        });
 
     private static async Task SendAsync(RtmpPublishClient publisher, MediaKind kind, uint timestamp, byte[] body)
     {
