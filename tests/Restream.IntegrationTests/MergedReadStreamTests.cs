@@ -187,10 +187,8 @@ public sealed class MergedReadStreamTests
             $"the server kept planning reads for a publisher it cannot predict:\n{server.Log.Text}");
         Assert.Equal(0, await ffmpeg.WaitAsync(TimeSpan.FromSeconds(30)));
 
-        Assert.True(await TestPorts.EventuallyAsync(() => server.Log.Text.Contains("stopped after"), TimeSpan.FromSeconds(10)));
-        var ended = server.Log.Lines.Single(l => l.Contains("stopped after"));
-        var frames = long.Parse(System.Text.RegularExpressions.Regex.Match(ended, @"stopped after (\d+) frames").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-        Assert.True(frames >= 10 * Ffmpeg.Fps, ended);
+        var frames = await FramesPublishedAsync(server);
+        Assert.True(frames >= 10 * Ffmpeg.Fps, $"{frames} frames");
     }
 
     [Theory]
@@ -216,10 +214,8 @@ public sealed class MergedReadStreamTests
         Assert.Equal(0, await ffmpeg.WaitAsync(TimeSpan.FromSeconds(30)));
 
         // Every frame arrived: 8 s at 30 fps, counted by the session's end line.
-        Assert.True(await TestPorts.EventuallyAsync(() => server.Log.Text.Contains("stopped after"), TimeSpan.FromSeconds(10)));
-        var ended = server.Log.Lines.Single(l => l.Contains("stopped after"));
-        var frames = long.Parse(System.Text.RegularExpressions.Regex.Match(ended, @"stopped after (\d+) frames").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-        Assert.True(frames >= 8 * Ffmpeg.Fps, ended);
+        var frames = await FramesPublishedAsync(server);
+        Assert.True(frames >= 8 * Ffmpeg.Fps, $"{frames} frames");
 
         // Operators see it too, beside the process's own figures.
         using var http = server.Http(apiKey: null);
@@ -227,6 +223,14 @@ public sealed class MergedReadStreamTests
         Assert.Equal(1, metrics.Value("restream_ingest_prompt_read_publishers_total"));
         Assert.True(metrics.Value("process_cpu_seconds_total") > 0);
         Assert.Contains(metrics, s => s.Name == "dotnet_collection_count_total");
+    }
+
+    /// <summary>The frames the publisher sent, from the line the server logs when it stops.</summary>
+    private static async Task<long> FramesPublishedAsync(RestreamServer server)
+    {
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Log.Text.Contains("stopped after"), TimeSpan.FromSeconds(10)));
+        var ended = server.Log.Lines.Single(l => l.Contains("stopped after"));
+        return long.Parse(System.Text.RegularExpressions.Regex.Match(ended, @"stopped after (\d+) frames").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>Our server with one channel, <paramref name="channel"/>, whose stream key is <c>live_{channel}_0123456789</c>.</summary>

@@ -80,17 +80,8 @@ public sealed class RtmpConnection : IAsyncDisposable
     /// </summary>
     public bool PromptReads => _input is SocketThreadReader { PromptReads: true };
 
-    /// <summary>Reads every byte as it arrives from now on (see <see cref="PromptReads"/>); false when reads are not on a thread of their own.</summary>
-    internal bool ReadPromptly()
-    {
-        if (_input is not SocketThreadReader reader)
-        {
-            return false;
-        }
-
-        reader.ReadPromptly();
-        return true;
-    }
+    /// <summary>Reads every byte as it arrives from now on (see <see cref="PromptReads"/>); only paced connections, read on a thread of their own, call it.</summary>
+    internal void ReadPromptly() => ((SocketThreadReader)_input).ReadPromptly();
 
     /// <summary>Waits that ended by their time limit with nothing to read (see <see cref="SocketThreadReader.EmptyTimeouts"/>).</summary>
     internal int EmptyTimeouts => _input is SocketThreadReader reader ? reader.EmptyTimeouts : 0;

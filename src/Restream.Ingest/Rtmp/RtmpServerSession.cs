@@ -49,7 +49,7 @@ public sealed partial class RtmpServerSession
     private CancellationTokenSource? _cts;
     private CancellationTokenRegistration _kick;
     private MergedRead? _mergedRead;
-    private volatile bool _promptLogged; // the publisher is read promptly (it waits for our acknowledgements, or the planner cannot predict it), said once
+    private volatile bool _readsPromptly; // the publisher is read as its bytes arrive (it waits for our acknowledgements, or the planner cannot predict it); logged once
     private ArrivalPlanner? _planner;
     private MediaKind _lastKind; // of the last media frame published
     private bool _paced;
@@ -185,15 +185,15 @@ public sealed partial class RtmpServerSession
                 return;
             }
 
-            if (State == SessionState.Publishing && connection.PromptReads && !_promptLogged)
+            if (State == SessionState.Publishing && connection.PromptReads && !_readsPromptly)
             {
                 // The reader sets the socket's mark from now on; MergedRead must not change it under it.
-                _promptLogged = true;
+                _readsPromptly = true;
                 _counters.OnPromptReads();
                 LogPromptReads(_log, _streamLabel, _remote);
             }
 
-            if (State == SessionState.Publishing && _hub is { } hub && !_promptLogged)
+            if (State == SessionState.Publishing && _hub is { } hub && !_readsPromptly)
             {
                 _mergedRead ??= new MergedRead(_socket, _options.MergedRead);
                 _mergedRead.Tune(connection.BytesReceived, _time.GetTimestamp(), _time.GetElapsedTime(connection.LastReceived), hub.HasVideo, _time);
@@ -353,10 +353,11 @@ public sealed partial class RtmpServerSession
                 return false;
             }
 
-            session._promptLogged = true; // before the switch: the watchdog must not take it for one that waits for acknowledgements
+            session._readsPromptly = true; // before the switch: the watchdog must not take it for one that waits for acknowledgements
             session._counters.OnPromptReads();
             LogUnpredictable(session._log, session._streamLabel, session._remote, _wasted);
-            return connection.ReadPromptly();
+            connection.ReadPromptly();
+            return true;
         }
     }
 
