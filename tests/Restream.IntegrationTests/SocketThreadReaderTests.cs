@@ -196,6 +196,32 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
         });
 
     [Fact]
+    public Task A_publisher_read_promptly_that_sent_a_header_alone_is_given_the_CPU_once_before_the_reader_waits() =>
+        Task.Run(async () =>
+        {
+            var reader = new SocketThreadReader(_ingest);
+            reader.ReadPromptly();
+
+            // A whole message: nothing to give way for.
+            _publisher.Send(new byte[408]);
+            await ReadExactlyAsync(reader, 408);
+            Assert.Equal(0, reader.PartialYields);
+
+            // A chunk's header alone, its body not written yet (a publisher on this machine that our
+            // wake-up took the CPU from): the reader yields once, finds nothing, and waits for the body.
+            _publisher.Send(new byte[8]);
+            var header = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+            Assert.Equal(8, header.Buffer.Length);
+            Assert.Equal(1, reader.PartialYields);
+            reader.AdvanceTo(header.Buffer.Start, header.Buffer.End);
+
+            _publisher.Send(new byte[400]);
+            await ReadExactlyAsync(reader, 408);
+            Assert.Equal(1, reader.PartialYields);
+            reader.Complete();
+        });
+
+    [Fact]
     public Task A_publisher_that_sends_whole_messages_keeps_merged_reads() =>
         Task.Run(async () =>
         {
