@@ -196,6 +196,62 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
         });
 
     [Fact]
+    public Task A_publisher_that_stalled_in_a_lossy_moment_goes_back_to_merged_reads_once_it_sends_whole_messages() =>
+        Task.Run(async () =>
+        {
+            _ingest.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater, 4096);
+            var reader = new SocketThreadReader(_ingest) { WaitLimit = TimeSpan.FromMilliseconds(20), Pacer = new MergedPacer(4096) };
+
+            // Three tails of a message left alone below the mark (what packet loss does to a publisher
+            // that sends whole messages): indistinguishable from a publisher that waits for us, so far.
+            for (var i = 0; i < 3; i++)
+            {
+                _publisher.Send(new byte[8]);
+                await ReadExactlyAsync(reader, 8);
+            }
+
+            Assert.True(reader.PromptReads);
+            _publisher.Send(new byte[408]);
+            await ReadExactlyAsync(reader, 408);
+            Assert.Equal(1, (int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
+
+            // Then whole messages, read after read: no piece in 256 reads ends prompt reads, and the next
+            // wait puts the pacer's own mark back.
+            var messages = 0;
+            while (reader.PromptReads && messages < 400)
+            {
+                _publisher.Send(new byte[408]);
+                await ReadExactlyAsync(reader, 408);
+                messages++;
+            }
+
+            Assert.False(reader.PromptReads, "whole messages, hundreds of reads, kept the reader reading promptly");
+            Assert.Equal(1, reader.PromptReadsEnded);
+            Assert.InRange(messages, 250, 258); // a window of 256 reads from the switch on
+            _publisher.Send(new byte[408]);
+            await ReadExactlyAsync(reader, 408);
+            Assert.Equal(4096, (int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
+            reader.Complete();
+        });
+
+    [Fact]
+    public Task A_publisher_read_promptly_for_the_pacers_reason_stays_so() =>
+        Task.Run(async () =>
+        {
+            var reader = new SocketThreadReader(_ingest);
+            reader.ReadPromptly();
+            for (var i = 0; i < 300; i++)
+            {
+                _publisher.Send(new byte[408]);
+                await ReadExactlyAsync(reader, 408);
+            }
+
+            Assert.True(reader.PromptReads);
+            Assert.Equal(0, reader.PromptReadsEnded);
+            reader.Complete();
+        });
+
+    [Fact]
     public Task A_publisher_read_promptly_that_sent_a_header_alone_is_given_the_CPU_once_before_the_reader_waits() =>
         Task.Run(async () =>
         {
@@ -254,6 +310,20 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
             }
 
             reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
+    /// <summary>Merged reads at <paramref name="mark"/>, never bounded: what the session's pacer does without a budget.</summary>
+    private sealed class MergedPacer(int mark) : IReadPacer
+    {
+        public int Mark => mark;
+
+        public int AudioMark => 1;
+
+        public double BeforeWait(double now, out WaitMark planned)
+        {
+            planned = WaitMark.Merged;
+            return double.PositiveInfinity;
         }
     }
 

@@ -185,6 +185,13 @@ public sealed partial class RtmpServerSession
                 return;
             }
 
+            if (_readsPromptly && !connection.PromptReads)
+            {
+                // Its stalls were a lossy moment, not a publisher that waits for us: merged reads again.
+                _readsPromptly = false;
+                LogMergedReadsAgain(_log, _streamLabel, _remote);
+            }
+
             if (State == SessionState.Publishing && connection.PromptReads && !_readsPromptly)
             {
                 // The reader sets the socket's mark from now on; MergedRead must not change it under it.
@@ -702,6 +709,9 @@ public sealed partial class RtmpServerSession
 
     [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} holds back its data until we acknowledge what it sent (Nagle's algorithm; FFmpeg's RTMP client does this unless given -tcp_nodelay 1): reading it as it arrives, since merged reads would delay its frames")]
     private static partial void LogPromptReads(ILogger logger, string stream, string remote);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} sends whole messages after all (its stalls were a lossy moment): merged reads again")]
+    private static partial void LogMergedReadsAgain(ILogger logger, string stream, string remote);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] publisher {Remote} sends in bursts the latency budget's planner cannot predict ({Count} of its timers found nothing within 2 s): reading it as it arrives")]
     private static partial void LogUnpredictable(ILogger logger, string stream, string remote, int count);

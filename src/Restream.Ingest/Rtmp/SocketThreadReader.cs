@@ -219,9 +219,15 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
                 continue;
             }
 
-            if (received > 0 && received <= PartialMessage && (timedOut || PromptReads))
+            var piece = received > 0 && received <= PartialMessage;
+            if (piece && (timedOut || PromptReads))
             {
                 received += AfterPartialMessage(received, room, stalled: timedOut);
+            }
+
+            if (received > 0 && _promptForStalls)
+            {
+                NoteStalledPublisher(piece);
             }
 
             if (received > 0 && timedOut && PromptReads)
@@ -252,20 +258,71 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
     private const int StallsToPrompt = 3;
 
     private static readonly TimeSpan StallWindow = TimeSpan.FromSeconds(10);
+
+    /// <summary>Reads over which a publisher read promptly for its stalls is judged again (see <see cref="NoteStalledPublisher"/>).</summary>
+    private const int PromptWindow = 256;
+
+    /// <summary>
+    /// Fewer pieces of a message than this within <see cref="PromptWindow"/> reads show a publisher
+    /// that sends whole messages. One that waits for our acknowledgements sends a chunk's header
+    /// alone in about every other read (FFmpeg: ~535 of ~1 000 reads).
+    /// </summary>
+    private const int PiecesToStayPrompt = PromptWindow / 16;
+
     private int _stalls;
     private long _firstStall;
     private volatile bool _promptReads;
+    private bool _promptForStalls; // prompt because of stalls of its own (not the pacer's reason): judged again
+    private int _promptWindowReads;
+    private int _promptWindowPieces;
 
     /// <summary>
     /// Every byte wakes the reader, whatever the pacer plans: the publisher holds back what it has
     /// to send until we acknowledge what it sent (Nagle's algorithm, as FFmpeg's own RTMP client
     /// does unless told <c>-tcp_nodelay 1</c>), so bytes left below the low-water mark would stall it,
-    /// its next frames with them, for as long as the wait lasts. Set once the reader has seen it.
+    /// its next frames with them, for as long as the wait lasts. Set once the reader has seen it, and
+    /// cleared again when such a publisher turns out to send whole messages after all (see
+    /// <see cref="NoteStalledPublisher"/>).
     /// </summary>
     public bool PromptReads => _promptReads;
 
-    /// <summary>Reads promptly from now on, for a reason of the pacer's (see <see cref="PromptReads"/>).</summary>
-    internal void ReadPromptly() => _promptReads = true;
+    /// <summary>Reads promptly from now on, for a reason of the pacer's (see <see cref="PromptReads"/>): for good.</summary>
+    internal void ReadPromptly()
+    {
+        _promptForStalls = false;
+        _promptReads = true;
+    }
+
+    /// <summary>How many times a publisher read promptly for its stalls went back to merged reads.</summary>
+    internal int PromptReadsEnded { get; private set; }
+
+    /// <summary>
+    /// Judges a publisher read promptly for its stalls again, read by read. Three stalls within
+    /// <see cref="StallWindow"/> can also come from a publisher that sends whole messages: packet loss
+    /// or a congested link leaves the tail of a message behind, alone, more than once. Read promptly
+    /// it would cost the server a wake-up per piece of every message for as long as it publishes.
+    /// So a window of <see cref="PromptWindow"/> reads with fewer than <see cref="PiecesToStayPrompt"/>
+    /// pieces of a message (<paramref name="piece"/>) ends prompt reads: the next wait sets the pacer's
+    /// own mark again, and three more stalls would switch the publisher back.
+    /// </summary>
+    private void NoteStalledPublisher(bool piece)
+    {
+        _promptWindowPieces += piece ? 1 : 0;
+        if (++_promptWindowReads < PromptWindow)
+        {
+            return;
+        }
+
+        if (_promptWindowPieces < PiecesToStayPrompt)
+        {
+            _promptForStalls = false;
+            _promptReads = false;
+            _stalls = 0;
+            PromptReadsEnded++;
+        }
+
+        (_promptWindowReads, _promptWindowPieces) = (0, 0);
+    }
 
     /// <summary>
     /// Times the reader gave its CPU up to a publisher read promptly that had sent a piece of a message
@@ -307,6 +364,8 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
 
             if (++_stalls >= StallsToPrompt)
             {
+                (_promptWindowReads, _promptWindowPieces) = (0, 0);
+                _promptForStalls = true;
                 _promptReads = true;
             }
         }
