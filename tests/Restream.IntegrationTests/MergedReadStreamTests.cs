@@ -172,6 +172,79 @@ public sealed class MergedReadStreamTests
         Assert.DoesNotContain("cannot predict", server.Log.Text);
     }
 
+    [Fact]
+    public async Task A_publisher_whose_frames_stalled_in_a_lossy_moment_goes_back_to_merged_reads()
+    {
+        await using var server = await StartServerAsync("lossy", "00:00:00");
+        await using var publisher = await RtmpPublishClient.ConnectAsync(
+            new PublishTarget(new Uri($"rtmp://127.0.0.1:{server.RtmpPort}/live"), "live_lossy_0123456789"), null, TimeProvider.System, CancellationToken.None);
+        _ = publisher.ReadUntilClosedAsync(CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
+        await SendAsync(publisher, MediaKind.Video, 0, [0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1F]);
+        await SendAsync(publisher, MediaKind.Audio, 0, [0xAF, 0x00, 0x11, 0x90]);
+
+        // 3 s of a ~3 Mb/s stream (the merged-read mark rises to ~10 ms of it); then a moment in which
+        // three tiny messages each sit alone below the mark until the wait's limit, as the tail of a
+        // message held up by packet loss would; then 5 s more of whole messages.
+        var video = new byte[12_000];
+        video[1] = 0x01;
+        var audio = new byte[400];
+        audio[0] = 0xAF;
+        audio[1] = 0x01;
+        var clock = Stopwatch.StartNew();
+        uint nextVideo = 0, nextAudio = 0;
+        var stalled = false;
+        var end = 8000L;
+        while (clock.ElapsedMilliseconds < end)
+        {
+            var now = (uint)clock.ElapsedMilliseconds;
+            if (now >= 3000 && !stalled)
+            {
+                // A video frame wakes the reader; then each tiny message arrives within the next wait,
+                // alone, and waits out its 40 ms limit (four times the 10 ms window). A busy machine may
+                // send one too late for its wait (it then waits with the next): a few more tries.
+                for (var attempt = 0; attempt < 5 && server.Counters.PromptReadPublishers == 0; attempt++)
+                {
+                    video[0] = 0x27;
+                    await SendAsync(publisher, MediaKind.Video, (uint)clock.ElapsedMilliseconds, video);
+                    await Task.Delay(10);
+                    for (var i = 0; i < 3; i++)
+                    {
+                        await SendAsync(publisher, MediaKind.Audio, (uint)clock.ElapsedMilliseconds, [0xAF, 0x01, 1, 2, 3, 4, 5, 6, 7, 8]);
+                        await Task.Delay(50);
+                    }
+
+                    await TestPorts.EventuallyAsync(() => server.Counters.PromptReadPublishers == 1, TimeSpan.FromSeconds(1.5)); // the watchdog's tick
+                }
+
+                Assert.True(server.Counters.PromptReadPublishers == 1, $"three stalls did not switch the publisher to prompt reads:\n{server.Log.Text}");
+                stalled = true;
+                (nextVideo, nextAudio) = ((uint)clock.ElapsedMilliseconds, (uint)clock.ElapsedMilliseconds);
+                end = clock.ElapsedMilliseconds + 5000;
+            }
+
+            if (now >= nextVideo)
+            {
+                video[0] = nextVideo % 2000 == 0 ? (byte)0x17 : (byte)0x27;
+                await SendAsync(publisher, MediaKind.Video, nextVideo + 1, video);
+                nextVideo += 33;
+            }
+
+            if (now >= nextAudio)
+            {
+                await SendAsync(publisher, MediaKind.Audio, nextAudio + 1, audio);
+                nextAudio += 21;
+            }
+
+            await Task.Delay(5);
+        }
+
+        // Hundreds of reads without a piece of a message: merged reads again, logged, and not counted
+        // as another publisher read promptly.
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Log.Text.Contains("sends whole messages after all"), TimeSpan.FromSeconds(5)),
+            $"the publisher stayed on prompt reads:\n{server.Log.Text}");
+        Assert.Equal(1, server.Counters.PromptReadPublishers);
+    }
+
     private const string PromptReadsLine = "holds back its data until we acknowledge";
 
     [Fact]

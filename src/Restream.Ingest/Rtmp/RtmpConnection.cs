@@ -80,6 +80,9 @@ public sealed class RtmpConnection : IAsyncDisposable
     /// </summary>
     public bool PromptReads => _input is SocketThreadReader { PromptReads: true };
 
+    /// <summary>How many times the peer, read promptly for its stalls, went back to merged reads (see <see cref="SocketThreadReader.PromptReadsEnded"/>).</summary>
+    internal int PromptReadsEnded => _input is SocketThreadReader reader ? reader.PromptReadsEnded : 0;
+
     /// <summary>Reads every byte as it arrives from now on (see <see cref="PromptReads"/>); only paced connections, read on a thread of their own, call it.</summary>
     internal void ReadPromptly() => ((SocketThreadReader)_input).ReadPromptly();
 

@@ -49,7 +49,8 @@ public sealed partial class RtmpServerSession
     private CancellationTokenSource? _cts;
     private CancellationTokenRegistration _kick;
     private MergedRead? _mergedRead;
-    private volatile bool _readsPromptly; // the publisher is read as its bytes arrive (it waits for our acknowledgements, or the planner cannot predict it); logged once
+    private volatile bool _readsPromptly; // the publisher is read as its bytes arrive (it waits for our acknowledgements, or the planner cannot predict it); logged once a switch
+    private int _promptReadsEnded; // the reader's count of switches back to merged reads, as the watchdog last saw it
     private ArrivalPlanner? _planner;
     private MediaKind _lastKind; // of the last media frame published
     private bool _paced;
@@ -185,9 +186,10 @@ public sealed partial class RtmpServerSession
                 return;
             }
 
-            if (_readsPromptly && !connection.PromptReads)
+            if (connection.PromptReadsEnded != _promptReadsEnded)
             {
                 // Its stalls were a lossy moment, not a publisher that waits for us: merged reads again.
+                _promptReadsEnded = connection.PromptReadsEnded;
                 _readsPromptly = false;
                 LogMergedReadsAgain(_log, _streamLabel, _remote);
             }

@@ -293,8 +293,10 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
         _promptReads = true;
     }
 
-    /// <summary>How many times a publisher read promptly for its stalls went back to merged reads.</summary>
-    internal int PromptReadsEnded { get; private set; }
+    private volatile int _promptReadsEnded;
+
+    /// <summary>How many times a publisher read promptly for its stalls went back to merged reads (read from any thread).</summary>
+    internal int PromptReadsEnded => _promptReadsEnded;
 
     /// <summary>
     /// Judges a publisher read promptly for its stalls again, read by read. Three stalls within
@@ -318,7 +320,7 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
             _promptForStalls = false;
             _promptReads = false;
             _stalls = 0;
-            PromptReadsEnded++;
+            _promptReadsEnded++; // this thread alone writes it
         }
 
         (_promptWindowReads, _promptWindowPieces) = (0, 0);
