@@ -19,12 +19,7 @@ public sealed class MergedReadStreamTests
     public async Task Audio_keeps_flowing_when_the_publisher_stops_sending_video(string latencyBudget)
     {
         await using var server = await StartServerAsync("merged", latencyBudget);
-        await using var publisher = await RtmpPublishClient.ConnectAsync(
-            new PublishTarget(new Uri($"rtmp://127.0.0.1:{server.RtmpPort}/live"), "live_merged_0123456789"), null, TimeProvider.System, CancellationToken.None);
-        _ = publisher.ReadUntilClosedAsync(CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
-
-        await SendAsync(publisher, MediaKind.Video, 0, [0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1F]);
-        await SendAsync(publisher, MediaKind.Audio, 0, [0xAF, 0x00, 0x11, 0x90]);
+        await using var publisher = await PublishAsync(server, "merged");
         var registry = server.Services.GetRequiredService<StreamRegistry>();
         StreamHub? hub = null;
         for (var i = 0; i < 100 && (hub = registry.Find("merged")) is null; i++)
@@ -132,11 +127,7 @@ public sealed class MergedReadStreamTests
     public async Task A_publisher_that_pauses_keeps_planned_reads_under_the_budget()
     {
         await using var server = await StartServerAsync("pause", "00:00:00.015");
-        await using var publisher = await RtmpPublishClient.ConnectAsync(
-            new PublishTarget(new Uri($"rtmp://127.0.0.1:{server.RtmpPort}/live"), "live_pause_0123456789"), null, TimeProvider.System, CancellationToken.None);
-        _ = publisher.ReadUntilClosedAsync(CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
-        await SendAsync(publisher, MediaKind.Video, 0, [0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1F]);
-        await SendAsync(publisher, MediaKind.Audio, 0, [0xAF, 0x00, 0x11, 0x90]);
+        await using var publisher = await PublishAsync(server, "pause");
 
         // 2 s of audio and video at their pace, 3 s of nothing (a stalled network), 2 s more: the
         // planner looks now and then during the pause, which is not a publisher it cannot predict.
@@ -176,11 +167,7 @@ public sealed class MergedReadStreamTests
     public async Task A_publisher_whose_frames_stalled_in_a_lossy_moment_goes_back_to_merged_reads()
     {
         await using var server = await StartServerAsync("lossy", "00:00:00");
-        await using var publisher = await RtmpPublishClient.ConnectAsync(
-            new PublishTarget(new Uri($"rtmp://127.0.0.1:{server.RtmpPort}/live"), "live_lossy_0123456789"), null, TimeProvider.System, CancellationToken.None);
-        _ = publisher.ReadUntilClosedAsync(CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
-        await SendAsync(publisher, MediaKind.Video, 0, [0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1F]);
-        await SendAsync(publisher, MediaKind.Audio, 0, [0xAF, 0x00, 0x11, 0x90]);
+        await using var publisher = await PublishAsync(server, "lossy");
 
         // 3 s of a ~3 Mb/s stream (the merged-read mark rises to ~10 ms of it); then a moment in which
         // three tiny messages each sit alone below the mark until the wait's limit, as the tail of a
@@ -308,6 +295,17 @@ public sealed class MergedReadStreamTests
         Assert.True(await TestPorts.EventuallyAsync(() => server.Log.Text.Contains("stopped after"), TimeSpan.FromSeconds(10)));
         var ended = server.Log.Lines.Single(l => l.Contains("stopped after"));
         return long.Parse(System.Text.RegularExpressions.Regex.Match(ended, @"stopped after (\d+) frames").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Our RTMP client publishing to <paramref name="channel"/>, its sequence headers sent.</summary>
+    private static async Task<RtmpPublishClient> PublishAsync(RestreamServer server, string channel)
+    {
+        var publisher = await RtmpPublishClient.ConnectAsync(
+            new PublishTarget(new Uri($"rtmp://127.0.0.1:{server.RtmpPort}/live"), $"live_{channel}_0123456789"), null, TimeProvider.System, CancellationToken.None);
+        _ = publisher.ReadUntilClosedAsync(CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
+        await SendAsync(publisher, MediaKind.Video, 0, [0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1F]);
+        await SendAsync(publisher, MediaKind.Audio, 0, [0xAF, 0x00, 0x11, 0x90]);
+        return publisher;
     }
 
     /// <summary>Our server with one channel, <paramref name="channel"/>, whose stream key is <c>live_{channel}_0123456789</c>.</summary>

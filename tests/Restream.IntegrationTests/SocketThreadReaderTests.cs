@@ -206,13 +206,11 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
             // that sends whole messages): indistinguishable from a publisher that waits for us, so far.
             for (var i = 0; i < 3; i++)
             {
-                _publisher.Send(new byte[8]);
-                await ReadExactlyAsync(reader, 8);
+                await SendAndReadAsync(_publisher, reader, 8);
             }
 
             Assert.True(reader.PromptReads);
-            _publisher.Send(new byte[408]);
-            await ReadExactlyAsync(reader, 408);
+            await SendAndReadAsync(_publisher, reader, 408);
             Assert.Equal(1, (int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
 
             // Then whole messages, read after read: no piece in 256 reads ends prompt reads, and the next
@@ -220,34 +218,15 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
             var messages = 0;
             while (reader.PromptReads && messages < 400)
             {
-                _publisher.Send(new byte[408]);
-                await ReadExactlyAsync(reader, 408);
+                await SendAndReadAsync(_publisher, reader, 408);
                 messages++;
             }
 
             Assert.False(reader.PromptReads, "whole messages, hundreds of reads, kept the reader reading promptly");
             Assert.Equal(1, reader.PromptReadsEnded);
             Assert.InRange(messages, 250, 258); // a window of 256 reads from the switch on
-            _publisher.Send(new byte[408]);
-            await ReadExactlyAsync(reader, 408);
+            await SendAndReadAsync(_publisher, reader, 408);
             Assert.Equal(4096, (int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
-            reader.Complete();
-        });
-
-    [Fact]
-    public Task A_publisher_read_promptly_for_the_pacers_reason_stays_so() =>
-        Task.Run(async () =>
-        {
-            var reader = new SocketThreadReader(_ingest);
-            reader.ReadPromptly();
-            for (var i = 0; i < 300; i++)
-            {
-                _publisher.Send(new byte[408]);
-                await ReadExactlyAsync(reader, 408);
-            }
-
-            Assert.True(reader.PromptReads);
-            Assert.Equal(0, reader.PromptReadsEnded);
             reader.Complete();
         });
 
@@ -258,10 +237,16 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
             var reader = new SocketThreadReader(_ingest);
             reader.ReadPromptly();
 
-            // A whole message: nothing to give way for.
-            _publisher.Send(new byte[408]);
-            await ReadExactlyAsync(reader, 408);
+            // Whole messages, read after read: nothing to give way for, and prompt reads for the
+            // pacer's reason (bursts it cannot predict) are for good, unlike those for stalls.
+            for (var i = 0; i < 300; i++)
+            {
+                await SendAndReadAsync(_publisher, reader, 408);
+            }
+
             Assert.Equal(0, reader.PartialYields);
+            Assert.True(reader.PromptReads);
+            Assert.Equal(0, reader.PromptReadsEnded);
 
             // A chunk's header alone, its body not written yet (a publisher on this machine that our
             // wake-up took the CPU from): the reader yields once, finds nothing, and waits for the body.
@@ -288,14 +273,20 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
             // wait below the mark and are taken whole when the wait ends, which says nothing of the publisher.
             for (var i = 0; i < 10; i++)
             {
-                _publisher.Send(new byte[408]);
-                await ReadExactlyAsync(reader, 408);
+                await SendAndReadAsync(_publisher, reader, 408);
             }
 
             Assert.False(reader.PromptReads);
             Assert.Equal(4096, (int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
             reader.Complete();
         });
+
+    /// <summary>The publisher sends <paramref name="count"/> bytes in one write; the reader reads and consumes them.</summary>
+    private static async Task SendAndReadAsync(Socket publisher, SocketThreadReader reader, int count)
+    {
+        publisher.Send(new byte[count]);
+        await ReadExactlyAsync(reader, count);
+    }
 
     /// <summary>Reads until <paramref name="count"/> bytes are there, and consumes them.</summary>
     private static async Task ReadExactlyAsync(SocketThreadReader reader, int count)
