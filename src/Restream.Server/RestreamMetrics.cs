@@ -59,7 +59,7 @@ public sealed class RestreamMetrics
         _rejectedKeys = f.CreateCounter("restream_ingest_auth_failures_total", "Publishes refused for an unknown stream key.");
         _protocolErrors = f.CreateCounter("restream_ingest_protocol_errors_total", "Connections closed for malformed RTMP.");
         _promptReadPublishers = f.CreateCounter("restream_ingest_prompt_read_publishers_total",
-            "Publishers read as their bytes arrive: they hold back data until acknowledged (Nagle's algorithm, e.g. FFmpeg's RTMP client), or send in bursts the latency budget cannot predict. They cost more CPU than merged reads.");
+            "Publishers switched to reads as their bytes arrive: they hold back data until acknowledged (Nagle's algorithm, e.g. FFmpeg's RTMP client), or send in bursts the latency budget cannot predict. They cost more CPU than merged reads.");
         _apiAuthFailures = f.CreateCounter("restream_api_auth_failures_total", "API requests refused for a missing or invalid key.");
         _liveStreams = f.CreateGauge("restream_live_streams", "Streams live on this node.");
         string[] stream = ["channel"];

@@ -75,8 +75,8 @@ public sealed class RtmpConnection : IAsyncDisposable
     }
 
     /// <summary>
-    /// The peer waits for our acknowledgements before it sends more (see
-    /// <see cref="SocketThreadReader.PromptReads"/>), so every byte it sends is read as it arrives.
+    /// Every byte the peer sends is read as it arrives (see <see cref="SocketThreadReader.PromptReads"/>):
+    /// it waits for our acknowledgements before it sends more, or the pacer cannot predict it.
     /// </summary>
     public bool PromptReads => _input is SocketThreadReader { PromptReads: true };
 

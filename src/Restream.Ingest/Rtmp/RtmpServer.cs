@@ -22,7 +22,11 @@ public sealed class IngestCounters
     public long RejectedKeys => Interlocked.Read(ref _rejectedKeys);
     public long ProtocolErrors => Interlocked.Read(ref _protocolErrors);
 
-    /// <summary>Publishers read as their bytes arrive: they wait for our acknowledgements (see <see cref="RtmpConnection.PromptReads"/>).</summary>
+    /// <summary>
+    /// Publishers switched to reads as their bytes arrive (see <see cref="RtmpConnection.PromptReads"/>): they
+    /// wait for our acknowledgements, or send in bursts the latency budget cannot predict. One switched
+    /// back by a lossy moment and again later counts twice.
+    /// </summary>
     public long PromptReadPublishers => Interlocked.Read(ref _promptReadPublishers);
 
     public int Open => Volatile.Read(ref _open);

@@ -190,6 +190,13 @@ public sealed partial class RtmpServerSession
             {
                 // Its stalls were a lossy moment, not a publisher that waits for us: merged reads again.
                 _promptReadsEnded = connection.PromptReadsEnded;
+                if (!_readsPromptly)
+                {
+                    // Switched and back between two ticks (a publisher of many small messages): still one to count.
+                    _counters.OnPromptReads();
+                    LogPromptReads(_log, _streamLabel, _remote);
+                }
+
                 _readsPromptly = false;
                 LogMergedReadsAgain(_log, _streamLabel, _remote);
             }
