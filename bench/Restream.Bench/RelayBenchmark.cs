@@ -109,7 +109,9 @@ public static class RelayBenchmark
                 for (var i = 0; i < variants.Count; i++)
                 {
                     var (key, name, start) = variants[(i + round) % variants.Count];
-                    runs[key].Add(await MeasureAsync(name, fanout, seconds, frames, start));
+                    var run = await MeasureAsync(name, fanout, seconds, frames, start);
+                    Console.WriteLine(FormattableString.Invariant($"   {run.CpuPerMinutePerDestination:0.000} CPU s/min/destination, hop p99 video {run.P99:0.00} ms, audio {run.AudioP99:0.00} ms"));
+                    runs[key].Add(run);
                 }
             }
 
@@ -119,13 +121,21 @@ public static class RelayBenchmark
                 rows.Add(medians[key].Row(runs[key]));
             }
 
-            foreach (var (peer, label) in new[] { ("nginx-rtmp", "nginx"), ("nginx-rtmp-nodelay", "nginx-nodelay") })
+            string[] relays = ["restream", "restream-budget", "baseline", "baseline-budget", "floor", "floor-unmerged", "floor-cs", "floor-rtmp", "floor-rtmp-merged", "floor-rtmp-budget"];
+            (string Peer, string Label, string[] Keys)[] comparisons =
+            [
+                ("nginx-rtmp", "nginx", relays),
+                ("nginx-rtmp-nodelay", "nginx-nodelay", relays),
+                ("baseline", "baseline", ["restream"]), // an A/B: this build against the one before, same settings
+                ("baseline-budget", "baseline-budget", ["restream-budget"]),
+            ];
+            foreach (var (peer, label, keys) in comparisons)
             {
-                foreach (var key in new[] { "restream", "restream-budget", "baseline", "baseline-budget", "floor", "floor-unmerged", "floor-cs", "floor-rtmp", "floor-rtmp-merged", "floor-rtmp-budget" })
+                foreach (var key in keys)
                 {
                     if (medians.TryGetValue(key, out var ours) && medians.TryGetValue(peer, out var nginx))
                     {
-                        rows.Add($"| {fanout} | **ratio {key}/{label}** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}× | " +
+                        rows.Add($"| {fanout} | **ratio {key}/{label}** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}×{PairedRatios(runs[key], runs[peer])} | " +
                                  $"relay + peers {(ours.CpuPerMinutePerDestination + ours.PeersCpuPerMinutePerDestination) / (nginx.CpuPerMinutePerDestination + nginx.PeersCpuPerMinutePerDestination):0.00}× | " +
                                  $"{(double)ours.RssMb / nginx.RssMb:0.00}× | " +
                                  $"{ours.P50 / nginx.P50:0.00}× | {ours.P99 / nginx.P99:0.00}× | {ours.AudioP50 / nginx.AudioP50:0.00}× | {ours.AudioP99 / nginx.AudioP99:0.00}× | | |");
@@ -162,6 +172,25 @@ public static class RelayBenchmark
 
     private static Result Median(List<Result> runs) =>
         runs.OrderBy(r => r.CpuPerMinutePerDestination).ElementAt((runs.Count - 1) / 2);
+
+    /// <summary>
+    /// With two rounds or more: the ratio of the two relays' CPU within each round (their runs were
+    /// minutes apart, not a whole round), as "(paired: median [least–most])". On a shared VM a
+    /// relay's own runs can differ by a third; a slow stretch falls on both runs of a round, so the
+    /// paired ratios spread less than the two relays' medians do.
+    /// </summary>
+    private static string PairedRatios(List<Result> ours, List<Result> peer)
+    {
+        var rounds = Math.Min(ours.Count, peer.Count);
+        if (rounds < 2)
+        {
+            return "";
+        }
+
+        var ratios = Enumerable.Range(0, rounds).Select(i => ours[i].CpuPerMinutePerDestination / peer[i].CpuPerMinutePerDestination).Order().ToList();
+        var median = rounds % 2 == 1 ? ratios[rounds / 2] : (ratios[rounds / 2 - 1] + ratios[rounds / 2]) / 2;
+        return $" (paired: {median:0.00}× [{ratios[0]:0.00}–{ratios[^1]:0.00}])";
+    }
 
     /// <summary>Audio frames carry AudioBase + their number, video frames their number alone.</summary>
     private const long AudioBase = 1L << 40;
