@@ -174,10 +174,11 @@ public static class RelayBenchmark
         runs.OrderBy(r => r.CpuPerMinutePerDestination).ElementAt((runs.Count - 1) / 2);
 
     /// <summary>
-    /// With two rounds or more: the ratio of the two relays' CPU within each round (their runs were
-    /// minutes apart, not a whole round), as "(paired: median [least–most])". On a shared VM a
-    /// relay's own runs can differ by a third; a slow stretch falls on both runs of a round, so the
-    /// paired ratios spread less than the two relays' medians do.
+    /// With two rounds or more: the ratio of the two relays' CPU within each round (runs of one round
+    /// are minutes apart, rounds a quarter of an hour or more), as "(paired: median [least–most])". On a
+    /// shared VM a relay's own runs can differ by a third; a slow stretch that falls on both runs of a
+    /// round leaves their ratio alone. A peer that switches regimes (nginx-rtmp with and without its
+    /// Nagle stalls) still spreads it.
     /// </summary>
     private static string PairedRatios(List<Result> ours, List<Result> peer)
     {
