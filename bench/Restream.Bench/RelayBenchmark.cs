@@ -128,6 +128,9 @@ public static class RelayBenchmark
                 ("nginx-rtmp-nodelay", "nginx-nodelay", relays),
                 ("baseline", "baseline", ["restream"]), // an A/B: this build against the one before, same settings
                 ("baseline-budget", "baseline-budget", ["restream-budget"]),
+                // How far the server is from the floor that paces its writes the same way: what a leaner
+                // path from publisher to destination could still save.
+                ("floor-rtmp-budget", "floor-rtmp-budget", ["restream-budget", "baseline-budget"]),
             ];
             foreach (var (peer, label, keys) in comparisons)
             {
