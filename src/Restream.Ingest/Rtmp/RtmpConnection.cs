@@ -203,128 +203,54 @@ public sealed class RtmpConnection : IAsyncDisposable
     /// <summary>
     /// Reads the next command or media message; protocol control is handled here. Returns false
     /// when the peer closed the connection cleanly between messages.
-    /// <para>
-    /// A whole media message already read (a publisher's read brings one to three of them) is
-    /// taken here, in place, with no async state machine, no execution-context switch and no wait:
-    /// the hot path of every publisher. Anything else (a message not read whole yet, protocol control,
-    /// an acknowledgement due) goes through <see cref="ReadMessageSlowAsync"/>.
-    /// </para>
     /// </summary>
-    public ValueTask<(bool Ok, RtmpMessage Message)> ReadMessageAsync(CancellationToken cancellationToken)
-    {
-        if (!_input.TryRead(out var result))
-        {
-            return ReadMessageSlowAsync(cancellationToken);
-        }
-
-        var reader = new SequenceReader<byte>(result.Buffer);
-        WakeProfile.Enter(WakeProfile.Phase.Parse);
-        var complete = _chunks.TryReadMessage(ref reader, out var message);
-        WakeProfile.Enter(WakeProfile.Phase.Ours);
-        if (!complete)
-        {
-            _input.AdvanceTo(reader.Position, result.Buffer.End);
-            return result.IsCompleted ? new ValueTask<(bool, RtmpMessage)>(Closed(result.Buffer)) : ReadMessageSlowAsync(cancellationToken);
-        }
-
-        var total = Received(reader);
-        if (message.TypeId is RtmpMessageType.Audio or RtmpMessageType.Video && !AcknowledgementDue(total))
-        {
-            return new ValueTask<(bool, RtmpMessage)>((true, message));
-        }
-
-        return FinishMessageAsync(message, total, cancellationToken);
-    }
-
-    /// <summary>A message read by <see cref="ReadMessageAsync"/> that needs more than a return: an acknowledgement, or protocol control.</summary>
-    private async ValueTask<(bool Ok, RtmpMessage Message)> FinishMessageAsync(RtmpMessage message, long total, CancellationToken cancellationToken)
-    {
-        if (!await HandledHereAsync(message, total, cancellationToken).ConfigureAwait(false))
-        {
-            return (true, message);
-        }
-
-        return await ReadMessageSlowAsync(cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>Reads until a command or media message is whole, waiting for the peer's bytes as needed.</summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<(bool Ok, RtmpMessage Message)> ReadMessageSlowAsync(CancellationToken cancellationToken)
+    public async ValueTask<(bool Ok, RtmpMessage Message)> ReadMessageAsync(CancellationToken cancellationToken)
     {
         while (true)
         {
             var result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
-            var reader = new SequenceReader<byte>(result.Buffer);
+            var buffer = result.Buffer;
+            var reader = new SequenceReader<byte>(buffer);
             WakeProfile.Enter(WakeProfile.Phase.Parse);
             var complete = _chunks.TryReadMessage(ref reader, out var message);
             WakeProfile.Enter(WakeProfile.Phase.Ours);
             if (complete)
             {
-                var total = Received(reader);
-                if (message.TypeId is RtmpMessageType.Audio or RtmpMessageType.Video && !AcknowledgementDue(total))
+                _input.AdvanceTo(reader.Position);
+                var total = Interlocked.Add(ref _bytesReceived, reader.Consumed);
+                LastReceived = _time.GetTimestamp();
+                if (_peerWindow != 0 && total - _lastAcknowledged >= _peerWindow)
+                {
+                    await AcknowledgeAsync(total, cancellationToken).ConfigureAwait(false);
+                }
+
+                if (message.TypeId is RtmpMessageType.Audio or RtmpMessageType.Video)
                 {
                     return (true, message); // media: nothing for the connection to do (most messages, on the hot path)
                 }
 
-                if (await HandledHereAsync(message, total, cancellationToken).ConfigureAwait(false))
+                if (await HandleControlAsync(message, cancellationToken).ConfigureAwait(false))
                 {
+                    message.Dispose();
                     continue;
                 }
 
                 return (true, message);
             }
 
-            _input.AdvanceTo(reader.Position, result.Buffer.End);
+            _input.AdvanceTo(reader.Position, buffer.End);
             if (result.IsCompleted)
             {
-                return Closed(result.Buffer);
+                if (buffer.Length > 0)
+                {
+                    throw new RtmpProtocolException($"peer closed the connection in the middle of a chunk ({buffer.Length} bytes left)");
+                }
+
+                return (false, default);
             }
         }
     }
-
-    /// <summary>Takes a whole message's bytes off the input: the bytes received so far.</summary>
-    private long Received(SequenceReader<byte> reader)
-    {
-        _input.AdvanceTo(reader.Position);
-        LastReceived = _time.GetTimestamp();
-        return Interlocked.Add(ref _bytesReceived, reader.Consumed);
-    }
-
-    private bool AcknowledgementDue(long total) => _peerWindow != 0 && total - _lastAcknowledged >= _peerWindow;
-
-    /// <summary>
-    /// Acknowledges what we received when the peer's window asks for it, then handles protocol control:
-    /// true when the message was ours alone (it is disposed); false when it goes up to the session.
-    /// </summary>
-    private async ValueTask<bool> HandledHereAsync(RtmpMessage message, long total, CancellationToken cancellationToken)
-    {
-        try
-        {
-            if (AcknowledgementDue(total))
-            {
-                await AcknowledgeAsync(total, cancellationToken).ConfigureAwait(false);
-            }
-
-            if (message.TypeId is RtmpMessageType.Audio or RtmpMessageType.Video || !await HandleControlAsync(message, cancellationToken).ConfigureAwait(false))
-            {
-                return false;
-            }
-        }
-        catch
-        {
-            message.Dispose();
-            throw;
-        }
-
-        message.Dispose();
-        return true;
-    }
-
-    /// <summary>The peer closed the connection: cleanly between messages, or in the middle of one.</summary>
-    private static (bool Ok, RtmpMessage Message) Closed(ReadOnlySequence<byte> left) =>
-        left.Length > 0
-            ? throw new RtmpProtocolException($"peer closed the connection in the middle of a chunk ({left.Length} bytes left)")
-            : (false, default);
 
     /// <summary>Tells the peer how much we received (it is due once per its window, checked by the caller).</summary>
     private async ValueTask AcknowledgeAsync(long total, CancellationToken cancellationToken)
