@@ -289,6 +289,91 @@ public sealed class MergedReadStreamTests
         Assert.Contains(metrics, s => s.Name == "dotnet_collection_count_total");
     }
 
+    [Fact]
+    public async Task A_paced_publisher_has_its_checks_made_between_reads_and_the_watchdog_wakes_less()
+    {
+        // A publisher under the budget for 8 s: it is paced, so its reader runs the watchdog's checks
+        // between reads and the timer backs off from a tick a second to one every 5 s.
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "paced",
+            ["Restream:Channels:0:StreamKey"] = "live_paced_0123456789",
+            ["Restream:Rtmp:LatencyBudget"] = "00:00:00.015",
+        });
+        await using var publisher = await PublishAsync(server, "paced");
+        var video = new byte[12_000];
+        video[1] = 0x01;
+        var audio = new byte[400];
+        audio[0] = 0xAF;
+        audio[1] = 0x01;
+        var clock = Stopwatch.StartNew();
+        uint nextVideo = 0, nextAudio = 0;
+        long ticksAtTwo = -1;
+        while (clock.ElapsedMilliseconds < 8000)
+        {
+            var now = (uint)clock.ElapsedMilliseconds;
+            if (now >= 2000 && ticksAtTwo < 0)
+            {
+                ticksAtTwo = server.Counters.WatchdogTicks; // past the publish and the first tick that backs the timer off
+            }
+
+            if (now >= nextVideo)
+            {
+                video[0] = nextVideo % 2000 == 0 ? (byte)0x17 : (byte)0x27;
+                await SendAsync(publisher, MediaKind.Video, nextVideo + 1, video);
+                nextVideo += 33;
+            }
+
+            if (now >= nextAudio)
+            {
+                await SendAsync(publisher, MediaKind.Audio, nextAudio + 1, audio);
+                nextAudio += 21;
+            }
+
+            await Task.Delay(5);
+        }
+
+        // 6 s at a tick a second would be ~6; backed off to 5 s, one or two.
+        var ticks = server.Counters.WatchdogTicks - ticksAtTwo;
+        Assert.InRange(ticks, 0, 3);
+
+        // That the checks go on between reads meanwhile is what the lossy-moment test above shows: its
+        // paced publisher is switched to prompt reads and back within a second or so of its stalls.
+        Assert.Equal(0, server.Counters.PromptReadPublishers);
+    }
+
+    [Fact]
+    public async Task A_paced_publisher_that_goes_silent_is_closed_by_the_idle_timeout()
+    {
+        // The watchdog backs off while the reader makes its checks, but the idle timeout is still its
+        // own: a publisher that stops sending (the reader waits, nothing wakes it) is closed on time.
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "silent",
+            ["Restream:Channels:0:StreamKey"] = "live_silent_0123456789",
+            ["Restream:Rtmp:LatencyBudget"] = "00:00:00.015",
+            ["Restream:Rtmp:IdleTimeout"] = "00:00:06",
+        });
+        await using var publisher = await PublishAsync(server, "silent");
+        var audio = new byte[400];
+        audio[0] = 0xAF;
+        audio[1] = 0x01;
+        var video = new byte[12_000];
+        video[1] = 0x01;
+        for (uint t = 0; t < 2000; t += 33)
+        {
+            video[0] = t % 2000 == 0 ? (byte)0x17 : (byte)0x27;
+            await SendAsync(publisher, MediaKind.Video, t + 1, video);
+            await SendAsync(publisher, MediaKind.Audio, t + 1, audio);
+            await Task.Delay(33);
+        }
+
+        var silentSince = Stopwatch.StartNew();
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Log.Text.Contains("publisher sent nothing for 6 s"), TimeSpan.FromSeconds(15)),
+            $"a silent publisher was not closed:\n{server.Log.Text}");
+        Assert.True(silentSince.Elapsed >= TimeSpan.FromSeconds(5), $"closed after {silentSince.Elapsed.TotalSeconds:0.0} s of silence, before the 6 s idle timeout");
+    }
+
     /// <summary>The frames the publisher sent, from the line the server logs when it stops.</summary>
     private static async Task<long> FramesPublishedAsync(RestreamServer server)
     {

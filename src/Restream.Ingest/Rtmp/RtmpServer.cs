@@ -16,6 +16,7 @@ public sealed class IngestCounters
     private long _rejectedKeys;
     private long _protocolErrors;
     private long _promptReadPublishers;
+    private long _watchdogTicks;
     private int _open;
 
     public long Accepted => Interlocked.Read(ref _accepted);
@@ -31,11 +32,19 @@ public sealed class IngestCounters
 
     public int Open => Volatile.Read(ref _open);
 
+    /// <summary>
+    /// Times a session's watchdog timer woke (each is a wake-up of the timer thread and of a
+    /// thread-pool worker): about one a second per connection, one every few seconds per publisher
+    /// read on its own thread, whose checks are made between its reads.
+    /// </summary>
+    internal long WatchdogTicks => Interlocked.Read(ref _watchdogTicks);
+
     internal void OnAccepted() { Interlocked.Increment(ref _accepted); Interlocked.Increment(ref _open); }
     internal void OnClosed() => Interlocked.Decrement(ref _open);
     internal void OnRejectedKey() => Interlocked.Increment(ref _rejectedKeys);
     internal void OnProtocolError() => Interlocked.Increment(ref _protocolErrors);
     internal void OnPromptReads() => Interlocked.Increment(ref _promptReadPublishers);
+    internal void OnWatchdogTick() => Interlocked.Increment(ref _watchdogTicks);
 }
 
 /// <summary>The RTMP listener (and the RTMPS one when a certificate is configured): one session per connection.</summary>

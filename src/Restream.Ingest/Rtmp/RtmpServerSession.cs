@@ -175,9 +175,21 @@ public sealed partial class RtmpServerSession
         var started = _time.GetTimestamp();
         var lastPing = started;
         var tick = TimeSpan.FromMilliseconds(Math.Clamp(_options.PublishTimeout.TotalMilliseconds / 4, 100, 1000));
+        _checkEvery = tick;
+        var publishingTick = PublishingTick(tick);
         using var timer = new PeriodicTimer(tick, _time);
         while (await timer.WaitForNextTickAsync(cts.Token).ConfigureAwait(false))
         {
+            _counters.OnWatchdogTick();
+
+            // A publisher read on its own thread has its checks made there, between reads (see
+            // CheckFromReader): this timer only backs that up, and wakes less often meanwhile.
+            var period = State == SessionState.Publishing && _paced ? publishingTick : tick;
+            if (timer.Period != period)
+            {
+                timer.Period = period;
+            }
+
             if (State is SessionState.Handshake or SessionState.AwaitingConnect or SessionState.Connected
                 && _time.GetElapsedTime(started) > _options.PublishTimeout)
             {
@@ -186,6 +198,82 @@ public sealed partial class RtmpServerSession
                 return;
             }
 
+            if (!_paced || _time.GetElapsedTime(Volatile.Read(ref _lastChecks)) >= 2 * tick)
+            {
+                PublishingChecks(connection);
+            }
+
+            if (State == SessionState.Publishing && _time.GetElapsedTime(connection.LastReceived) > _options.IdleTimeout)
+            {
+                _closeReason = $"publisher sent nothing for {_options.IdleTimeout.TotalSeconds:0.#} s (Restream:Rtmp:IdleTimeout)";
+                await cts.CancelAsync().ConfigureAwait(false);
+                return;
+            }
+
+            if (State is SessionState.Publishing or SessionState.Playing && _time.GetElapsedTime(lastPing) > _options.PingInterval)
+            {
+                lastPing = _time.GetTimestamp();
+                try
+                {
+                    await connection.SendPingAsync(cts.Token).ConfigureAwait(false);
+                }
+                catch (IOException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private TimeSpan _checkEvery = TimeSpan.FromSeconds(1);
+    private long _lastChecks; // when PublishingChecks last ran (TimeProvider ticks)
+    private int _checking; // 1 while PublishingChecks runs, on the receive thread or the watchdog's
+    private double _nextReaderCheck; // ArrivalPlanner time of the receive thread's next checks
+
+    /// <summary>
+    /// How often the watchdog wakes while a paced publisher (read on its own thread) publishes: its
+    /// once-a-second checks are made between reads then (<see cref="CheckFromReader"/>), so the timer
+    /// only enforces the idle timeout and sends pings, and catches up the checks when no read came for
+    /// two ticks. Every wake of the timer costs the timer thread and a thread-pool worker a wake-up,
+    /// and keeps the pool's gate thread awake.
+    /// </summary>
+    private TimeSpan PublishingTick(TimeSpan tick) =>
+        TimeSpan.FromMilliseconds(Math.Max(tick.TotalMilliseconds,
+            Math.Min(5000, Math.Min(_options.IdleTimeout.TotalMilliseconds / 4, _options.PingInterval.TotalMilliseconds / 2))));
+
+    /// <summary>
+    /// On the receive thread, before it waits (from the read pacers): the watchdog's publishing checks,
+    /// about once per watchdog tick, where the thread is awake anyway.
+    /// </summary>
+    private void CheckFromReader(double now)
+    {
+        if (now < _nextReaderCheck)
+        {
+            return;
+        }
+
+        _nextReaderCheck = now + _checkEvery.TotalMilliseconds;
+        if (_connection is { } connection)
+        {
+            PublishingChecks(connection);
+        }
+    }
+
+    /// <summary>
+    /// The publisher's read mode: a switch to prompt reads and back is counted and logged, and the
+    /// merged-read mark follows the stream's byte rate. Run by the watchdog's tick, or by the receive
+    /// thread between reads for a paced publisher; never by both at once.
+    /// </summary>
+    private void PublishingChecks(RtmpConnection connection)
+    {
+        if (Interlocked.Exchange(ref _checking, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            Volatile.Write(ref _lastChecks, _time.GetTimestamp());
             if (connection.PromptReadsEnded != _promptReadsEnded)
             {
                 // Its stalls were a lossy moment, not a publisher that waits for us: merged reads again.
@@ -221,26 +309,10 @@ public sealed partial class RtmpServerSession
                 connection.ReadWaitLimit = Timeout.InfiniteTimeSpan;
                 _mergedRead = null;
             }
-
-            if (State == SessionState.Publishing && _time.GetElapsedTime(connection.LastReceived) > _options.IdleTimeout)
-            {
-                _closeReason = $"publisher sent nothing for {_options.IdleTimeout.TotalSeconds:0.#} s (Restream:Rtmp:IdleTimeout)";
-                await cts.CancelAsync().ConfigureAwait(false);
-                return;
-            }
-
-            if (State is SessionState.Publishing or SessionState.Playing && _time.GetElapsedTime(lastPing) > _options.PingInterval)
-            {
-                lastPing = _time.GetTimestamp();
-                try
-                {
-                    await connection.SendPingAsync(cts.Token).ConfigureAwait(false);
-                }
-                catch (IOException)
-                {
-                    return;
-                }
-            }
+        }
+        finally
+        {
+            Volatile.Write(ref _checking, 0);
         }
     }
 
@@ -323,6 +395,7 @@ public sealed partial class RtmpServerSession
 
         public double BeforeWait(double now, out WaitMark mark)
         {
+            session.CheckFromReader(now);
             if (session._connection is not { } connection || connection.PromptReads || Unpredictable(connection, now))
             {
                 return _prompt.BeforeWait(now, out mark);
@@ -396,6 +469,7 @@ public sealed partial class RtmpServerSession
 
         public double BeforeWait(double now, out WaitMark mark)
         {
+            session.CheckFromReader(now);
             mark = WaitMark.Merged;
             if (session._lastKind == MediaKind.Audio && hub.HasVideo && session._connection is { PromptReads: true })
             {
