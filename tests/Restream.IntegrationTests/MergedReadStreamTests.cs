@@ -294,12 +294,7 @@ public sealed class MergedReadStreamTests
     {
         // A publisher under the budget for 8 s: it is paced, so its reader runs the watchdog's checks
         // between reads and the timer backs off from a tick a second to one every 5 s.
-        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
-        {
-            ["Restream:Channels:0:Name"] = "paced",
-            ["Restream:Channels:0:StreamKey"] = "live_paced_0123456789",
-            ["Restream:Rtmp:LatencyBudget"] = "00:00:00.015",
-        });
+        await using var server = await StartServerAsync("paced", "00:00:00.015");
         await using var publisher = await PublishAsync(server, "paced");
         var video = new byte[12_000];
         video[1] = 0x01;
@@ -347,13 +342,7 @@ public sealed class MergedReadStreamTests
     {
         // The watchdog backs off while the reader makes its checks, but the idle timeout is still its
         // own: a publisher that stops sending (the reader waits, nothing wakes it) is closed on time.
-        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
-        {
-            ["Restream:Channels:0:Name"] = "silent",
-            ["Restream:Channels:0:StreamKey"] = "live_silent_0123456789",
-            ["Restream:Rtmp:LatencyBudget"] = "00:00:00.015",
-            ["Restream:Rtmp:IdleTimeout"] = "00:00:06",
-        });
+        await using var server = await StartServerAsync("silent", "00:00:00.015", idleTimeout: "00:00:06");
         await using var publisher = await PublishAsync(server, "silent");
         var audio = new byte[400];
         audio[0] = 0xAF;
@@ -394,12 +383,13 @@ public sealed class MergedReadStreamTests
     }
 
     /// <summary>Our server with one channel, <paramref name="channel"/>, whose stream key is <c>live_{channel}_0123456789</c>.</summary>
-    private static Task<RestreamServer> StartServerAsync(string channel, string latencyBudget) =>
+    private static Task<RestreamServer> StartServerAsync(string channel, string latencyBudget, string idleTimeout = "00:00:30") =>
         RestreamServer.StartAsync(new Dictionary<string, string?>
         {
             ["Restream:Channels:0:Name"] = channel,
             ["Restream:Channels:0:StreamKey"] = $"live_{channel}_0123456789",
             ["Restream:Rtmp:LatencyBudget"] = latencyBudget,
+            ["Restream:Rtmp:IdleTimeout"] = idleTimeout,
         });
 
     private static async Task SendAsync(RtmpPublishClient publisher, MediaKind kind, uint timestamp, byte[] body)
