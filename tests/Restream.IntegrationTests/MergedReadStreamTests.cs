@@ -172,58 +172,30 @@ public sealed class MergedReadStreamTests
         // 3 s of a ~3 Mb/s stream (the merged-read mark rises to ~10 ms of it); then a moment in which
         // three tiny messages each sit alone below the mark until the wait's limit, as the tail of a
         // message held up by packet loss would; then 5 s more of whole messages.
-        var video = new byte[12_000];
-        video[1] = 0x01;
-        var audio = new byte[400];
-        audio[0] = 0xAF;
-        audio[1] = 0x01;
         var clock = Stopwatch.StartNew();
-        uint nextVideo = 0, nextAudio = 0;
-        var stalled = false;
-        var end = 8000L;
-        while (clock.ElapsedMilliseconds < end)
+        await PublishAtPaceAsync(publisher, 3000, _ => { });
+
+        // A video frame wakes the reader; then each tiny message arrives within the next wait,
+        // alone, and waits out its 40 ms limit (four times the 10 ms window). A busy machine may
+        // send one too late for its wait (it then waits with the next): a few more tries.
+        var video = new byte[12_000];
+        video[0] = 0x27;
+        video[1] = 0x01;
+        for (var attempt = 0; attempt < 5 && server.Counters.PromptReadPublishers == 0; attempt++)
         {
-            var now = (uint)clock.ElapsedMilliseconds;
-            if (now >= 3000 && !stalled)
+            await SendAsync(publisher, MediaKind.Video, (uint)clock.ElapsedMilliseconds, video);
+            await Task.Delay(10);
+            for (var i = 0; i < 3; i++)
             {
-                // A video frame wakes the reader; then each tiny message arrives within the next wait,
-                // alone, and waits out its 40 ms limit (four times the 10 ms window). A busy machine may
-                // send one too late for its wait (it then waits with the next): a few more tries.
-                for (var attempt = 0; attempt < 5 && server.Counters.PromptReadPublishers == 0; attempt++)
-                {
-                    video[0] = 0x27;
-                    await SendAsync(publisher, MediaKind.Video, (uint)clock.ElapsedMilliseconds, video);
-                    await Task.Delay(10);
-                    for (var i = 0; i < 3; i++)
-                    {
-                        await SendAsync(publisher, MediaKind.Audio, (uint)clock.ElapsedMilliseconds, [0xAF, 0x01, 1, 2, 3, 4, 5, 6, 7, 8]);
-                        await Task.Delay(50);
-                    }
-
-                    await TestPorts.EventuallyAsync(() => server.Counters.PromptReadPublishers == 1, TimeSpan.FromSeconds(1.5)); // the watchdog's tick
-                }
-
-                Assert.True(server.Counters.PromptReadPublishers == 1, $"three stalls did not switch the publisher to prompt reads:\n{server.Log.Text}");
-                stalled = true;
-                (nextVideo, nextAudio) = ((uint)clock.ElapsedMilliseconds, (uint)clock.ElapsedMilliseconds);
-                end = clock.ElapsedMilliseconds + 5000;
+                await SendAsync(publisher, MediaKind.Audio, (uint)clock.ElapsedMilliseconds, [0xAF, 0x01, 1, 2, 3, 4, 5, 6, 7, 8]);
+                await Task.Delay(50);
             }
 
-            if (now >= nextVideo)
-            {
-                video[0] = nextVideo % 2000 == 0 ? (byte)0x17 : (byte)0x27;
-                await SendAsync(publisher, MediaKind.Video, nextVideo + 1, video);
-                nextVideo += 33;
-            }
-
-            if (now >= nextAudio)
-            {
-                await SendAsync(publisher, MediaKind.Audio, nextAudio + 1, audio);
-                nextAudio += 21;
-            }
-
-            await Task.Delay(5);
+            await TestPorts.EventuallyAsync(() => server.Counters.PromptReadPublishers == 1, TimeSpan.FromSeconds(1.5)); // a second's checks
         }
+
+        Assert.True(server.Counters.PromptReadPublishers == 1, $"three stalls did not switch the publisher to prompt reads:\n{server.Log.Text}");
+        await PublishAtPaceAsync(publisher, 5000, _ => { }, startAt: (uint)clock.ElapsedMilliseconds);
 
         // Hundreds of reads without a piece of a message: merged reads again, logged, and not counted
         // as another publisher read promptly.
@@ -296,37 +268,14 @@ public sealed class MergedReadStreamTests
         // between reads and the timer backs off from a tick a second to one every 5 s.
         await using var server = await StartServerAsync("paced", "00:00:00.015");
         await using var publisher = await PublishAsync(server, "paced");
-        var video = new byte[12_000];
-        video[1] = 0x01;
-        var audio = new byte[400];
-        audio[0] = 0xAF;
-        audio[1] = 0x01;
-        var clock = Stopwatch.StartNew();
-        uint nextVideo = 0, nextAudio = 0;
         long ticksAtTwo = -1;
-        while (clock.ElapsedMilliseconds < 8000)
+        await PublishAtPaceAsync(publisher, 8000, elapsed =>
         {
-            var now = (uint)clock.ElapsedMilliseconds;
-            if (now >= 2000 && ticksAtTwo < 0)
+            if (elapsed >= 2000 && ticksAtTwo < 0)
             {
                 ticksAtTwo = server.Counters.WatchdogTicks; // past the publish and the first tick that backs the timer off
             }
-
-            if (now >= nextVideo)
-            {
-                video[0] = nextVideo % 2000 == 0 ? (byte)0x17 : (byte)0x27;
-                await SendAsync(publisher, MediaKind.Video, nextVideo + 1, video);
-                nextVideo += 33;
-            }
-
-            if (now >= nextAudio)
-            {
-                await SendAsync(publisher, MediaKind.Audio, nextAudio + 1, audio);
-                nextAudio += 21;
-            }
-
-            await Task.Delay(5);
-        }
+        });
 
         // 6 s at a tick a second would be ~6; backed off to 5 s, one or two.
         var ticks = server.Counters.WatchdogTicks - ticksAtTwo;
@@ -344,18 +293,7 @@ public sealed class MergedReadStreamTests
         // own: a publisher that stops sending (the reader waits, nothing wakes it) is closed on time.
         await using var server = await StartServerAsync("silent", "00:00:00.015", idleTimeout: "00:00:06");
         await using var publisher = await PublishAsync(server, "silent");
-        var audio = new byte[400];
-        audio[0] = 0xAF;
-        audio[1] = 0x01;
-        var video = new byte[12_000];
-        video[1] = 0x01;
-        for (uint t = 0; t < 2000; t += 33)
-        {
-            video[0] = t % 2000 == 0 ? (byte)0x17 : (byte)0x27;
-            await SendAsync(publisher, MediaKind.Video, t + 1, video);
-            await SendAsync(publisher, MediaKind.Audio, t + 1, audio);
-            await Task.Delay(33);
-        }
+        await PublishAtPaceAsync(publisher, 2000, _ => { });
 
         var silentSince = Stopwatch.StartNew();
         Assert.True(await TestPorts.EventuallyAsync(() => server.Log.Text.Contains("publisher sent nothing for 6 s"), TimeSpan.FromSeconds(15)),
@@ -369,6 +307,41 @@ public sealed class MergedReadStreamTests
         Assert.True(await TestPorts.EventuallyAsync(() => server.Log.Text.Contains("stopped after"), TimeSpan.FromSeconds(10)));
         var ended = server.Log.Lines.Single(l => l.Contains("stopped after"));
         return long.Parse(System.Text.RegularExpressions.Regex.Match(ended, @"stopped after (\d+) frames").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>
+    /// ~3 Mb/s of 30 fps video (a keyframe every 2 s) and AAC-sized audio every 21 ms, each sent as
+    /// its timestamp comes due, for <paramref name="milliseconds"/>; <paramref name="step"/> sees the
+    /// elapsed time before each step. Timestamps start at <paramref name="startAt"/>.
+    /// </summary>
+    private static async Task PublishAtPaceAsync(RtmpPublishClient publisher, long milliseconds, Action<long> step, uint startAt = 0)
+    {
+        var video = new byte[12_000];
+        video[1] = 0x01;
+        var audio = new byte[400];
+        audio[0] = 0xAF;
+        audio[1] = 0x01;
+        var clock = Stopwatch.StartNew();
+        uint nextVideo = 0, nextAudio = 0;
+        while (clock.ElapsedMilliseconds < milliseconds)
+        {
+            var now = (uint)clock.ElapsedMilliseconds;
+            step(now);
+            if (now >= nextVideo)
+            {
+                video[0] = nextVideo % 2000 == 0 ? (byte)0x17 : (byte)0x27;
+                await SendAsync(publisher, MediaKind.Video, startAt + nextVideo + 1, video);
+                nextVideo += 33;
+            }
+
+            if (now >= nextAudio)
+            {
+                await SendAsync(publisher, MediaKind.Audio, startAt + nextAudio + 1, audio);
+                nextAudio += 21;
+            }
+
+            await Task.Delay(5);
+        }
     }
 
     /// <summary>Our RTMP client publishing to <paramref name="channel"/>, its sequence headers sent.</summary>
