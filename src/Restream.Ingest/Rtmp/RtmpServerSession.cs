@@ -169,7 +169,10 @@ public sealed partial class RtmpServerSession
 
     private string? _closeReason;
 
-    /// <summary>Enforces the publish timeout and the idle timeout, and pings the peer now and then.</summary>
+    /// <summary>
+    /// Enforces the publish timeout and the idle timeout, pings the peer now and then, and makes the
+    /// publishing checks (<see cref="PublishingChecks"/>) unless a paced publisher's receive thread makes them.
+    /// </summary>
     private async Task WatchAsync(RtmpConnection connection, CancellationTokenSource cts)
     {
         var started = _time.GetTimestamp();
