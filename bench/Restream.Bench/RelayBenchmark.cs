@@ -136,12 +136,12 @@ public static class RelayBenchmark
             {
                 foreach (var key in keys)
                 {
-                    if (medians.TryGetValue(key, out var ours) && medians.TryGetValue(peer, out var nginx))
+                    if (medians.TryGetValue(key, out var ours) && medians.TryGetValue(peer, out var other))
                     {
-                        rows.Add($"| {fanout} | **ratio {key}/{label}** | {ours.CpuPerMinutePerDestination / nginx.CpuPerMinutePerDestination:0.00}×{PairedRatios(runs[key], runs[peer])} | " +
-                                 $"relay + peers {(ours.CpuPerMinutePerDestination + ours.PeersCpuPerMinutePerDestination) / (nginx.CpuPerMinutePerDestination + nginx.PeersCpuPerMinutePerDestination):0.00}× | " +
-                                 $"{(double)ours.RssMb / nginx.RssMb:0.00}× | " +
-                                 $"{ours.P50 / nginx.P50:0.00}× | {ours.P99 / nginx.P99:0.00}× | {ours.AudioP50 / nginx.AudioP50:0.00}× | {ours.AudioP99 / nginx.AudioP99:0.00}× | | |");
+                        rows.Add($"| {fanout} | **ratio {key}/{label}** | {ours.CpuPerMinutePerDestination / other.CpuPerMinutePerDestination:0.00}×{PairedRatios(runs[key], runs[peer])} | " +
+                                 $"relay + peers {(ours.CpuPerMinutePerDestination + ours.PeersCpuPerMinutePerDestination) / (other.CpuPerMinutePerDestination + other.PeersCpuPerMinutePerDestination):0.00}× | " +
+                                 $"{(double)ours.RssMb / other.RssMb:0.00}× | " +
+                                 $"{ours.P50 / other.P50:0.00}× | {ours.P99 / other.P99:0.00}× | {ours.AudioP50 / other.AudioP50:0.00}× | {ours.AudioP99 / other.AudioP99:0.00}× | | |");
                     }
                 }
             }

@@ -398,11 +398,12 @@ public sealed partial class RtmpServerSession
 
         public double BeforeWait(double now, out WaitMark mark)
         {
-            session.CheckFromReader(now);
             if (session._connection is not { } connection || connection.PromptReads || Unpredictable(connection, now))
             {
-                return _prompt.BeforeWait(now, out mark);
+                return _prompt.BeforeWait(now, out mark); // which makes the checks
             }
+
+            session.CheckFromReader(now);
 
             WakeProfile.Enter(WakeProfile.Phase.Plan);
             var (send, wakeBy, planned) = planner.Plan(now);
