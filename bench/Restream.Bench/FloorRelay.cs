@@ -37,6 +37,7 @@ internal static unsafe partial class FloorRelay
     private const int MsgNoSignal = 0x4000;
     private const short PollIn = 0x1;
     private const short PollOut = 0x4;
+    private const short PollReadHangUp = 0x2000;
     private const short PollErrors = 0x8 | 0x10; // POLLERR | POLLHUP
 
     [StructLayout(LayoutKind.Sequential)]
@@ -196,7 +197,6 @@ internal static unsafe partial class FloorRelay
 
     private static void ForwardPaced(int publisher, int[] sinks, Socket publisherSocket, int lowat, int waitMs, ArrivalPlanner planner)
     {
-        const int HoldMark = 1024 * 1024;
         WakeProfile.Begin();
         var buffer = GC.AllocateArray<byte>(256 * 1024, pinned: true);
         var rechunker = new Rechunker(planner);
@@ -222,9 +222,11 @@ internal static unsafe partial class FloorRelay
                     timeout = timeout < 0 ? wakeBy - now : Math.Min(timeout, wakeBy - now);
                 }
 
+                // A hold ignores the publisher's data without a mark of its own, as the server's does (POLLRDHUP).
+                var hold = planned == WaitMark.Hold && hasBound;
                 var mark = planned switch
                 {
-                    WaitMark.Hold when hasBound => HoldMark,
+                    _ when hold => socketMark,
                     WaitMark.AnyByte => 1,
                     WaitMark.Audio when hasBound && planner.AudioMark < mergedMark => planner.AudioMark,
                     _ => mergedMark,
@@ -238,7 +240,7 @@ internal static unsafe partial class FloorRelay
                 }
 
                 var milliseconds = timeout < 0 ? -1 : (int)Math.Min(int.MaxValue / 1000, Math.Max(1, Math.Ceiling(timeout)));
-                var got = WaitAndReceive(fds, publisher, sinks, milliseconds, bytes, buffer.Length);
+                var got = WaitAndReceive(fds, publisher, sinks, milliseconds, bytes, buffer.Length, hold ? PollReadHangUp : PollIn);
                 if (got < 0)
                 {
                     return;
@@ -383,9 +385,10 @@ internal static unsafe partial class FloorRelay
     /// <paramref name="timeoutMilliseconds"/> (-1: no limit), then takes what the publisher sent with one
     /// non-blocking <c>recv</c>: the bytes read (0: none yet), or -1 when the publisher is gone.
     /// </summary>
-    private static nint WaitAndReceive(PollDescriptor* fds, int publisher, int[] sinks, int timeoutMilliseconds, byte* bytes, int length)
+    private static nint WaitAndReceive(PollDescriptor* fds, int publisher, int[] sinks, int timeoutMilliseconds, byte* bytes, int length,
+        short publisherEvents = PollIn)
     {
-        fds[0] = new PollDescriptor { Fd = publisher, Events = PollIn };
+        fds[0] = new PollDescriptor { Fd = publisher, Events = publisherEvents };
         for (var i = 0; i < sinks.Length; i++)
         {
             fds[1 + i] = new PollDescriptor { Fd = sinks[i], Events = PollIn };
@@ -399,7 +402,7 @@ internal static unsafe partial class FloorRelay
             return -1;
         }
 
-        if (ready != 0 && (fds[0].ReturnedEvents & (PollIn | PollErrors)) == 0)
+        if (ready != 0 && (fds[0].ReturnedEvents & (PollIn | PollReadHangUp | PollErrors)) == 0)
         {
             return 0; // a sink's answer woke us
         }

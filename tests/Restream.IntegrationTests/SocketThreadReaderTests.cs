@@ -128,15 +128,15 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
     }
 
     [Fact]
-    public Task A_wait_mark_stays_until_a_wait_wants_another_and_the_pacers_own_comes_back_before_an_unbounded_wait() =>
+    public Task A_hold_keeps_data_in_the_kernel_without_touching_the_mark_and_a_wait_mark_stays_until_another_is_wanted() =>
         Task.Run(async () =>
         {
             var reader = new SocketThreadReader(_ingest);
-            var pacer = new ScriptedPacer([WaitMark.Hold, WaitMark.Hold, WaitMark.Merged]);
+            var pacer = new ScriptedPacer([WaitMark.Hold, WaitMark.Hold, WaitMark.Audio, WaitMark.Audio, WaitMark.Merged]) { MarkBytes = 64, AudioMarkBytes = 8 };
             reader.Pacer = pacer;
 
             // Two holds in a row: what arrives stays in the kernel until each hold's time is up, and
-            // the mark is raised once, not raised and put back around every wait.
+            // the socket's low-water mark is never changed for them (a hold ignores data without one).
             for (var i = 0; i < 2; i++)
             {
                 await _publisher.SendAsync(new byte[10]); // sent first: a read on the receive thread waits in place
@@ -145,18 +145,68 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
                 Assert.Equal(10, held.Buffer.Length);
                 Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(20), $"a hold of 30 ms ended after {watch.Elapsed.TotalMilliseconds:0} ms");
                 reader.AdvanceTo(held.Buffer.End);
-                Assert.Equal(1, reader.MarkChanges);
-                Assert.True((int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)! > 1000, "the hold's mark was put back at once");
+                Assert.Equal(0, reader.MarkChanges);
+                Assert.Equal(1, (int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
             }
 
-            // An unbounded merged wait: the pacer's own mark (one byte here) is back before it, or
-            // these 10 bytes would wait below the hold's mark for ever.
-            await _publisher.SendAsync(new byte[10]);
+            // Two audio waits (bounded, as the planner's are): the audio mark is set once and stays.
+            for (var i = 0; i < 2; i++)
+            {
+                await _publisher.SendAsync(new byte[10]);
+                var audio = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+                Assert.Equal(10, audio.Buffer.Length);
+                reader.AdvanceTo(audio.Buffer.End);
+                Assert.Equal(1, reader.MarkChanges);
+                Assert.Equal(8, (int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
+            }
+
+            // An unbounded merged wait: the pacer's own mark is back before it.
+            await _publisher.SendAsync(new byte[100]);
             var result = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
-            Assert.Equal(10, result.Buffer.Length);
+            Assert.Equal(100, result.Buffer.Length);
             Assert.Equal(2, reader.MarkChanges);
-            Assert.Equal(1, (int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
+            Assert.Equal(64, (int)_ingest.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReceiveLowWater)!);
             reader.AdvanceTo(result.Buffer.End);
+            reader.Complete();
+        });
+
+    [Fact]
+    public Task A_hold_ends_at_once_when_the_publisher_hangs_up() =>
+        Task.Run(async () =>
+        {
+            var reader = new SocketThreadReader(_ingest) { Pacer = new ScriptedPacer([WaitMark.Hold]) { HoldMilliseconds = 30_000 } };
+            await _publisher.SendAsync(new byte[10]);
+            var read = reader.ReadAsync(CancellationToken.None).AsTask(); // waits in a 30 s hold on the receive thread
+            await Task.Delay(200);
+            Assert.False(read.IsCompleted, "the hold took data although it ignores it");
+            _publisher.Shutdown(SocketShutdown.Send);
+
+            // Not held for its 30 s: the FIN ends the hold, and the data and the end are read.
+            var result = await read.WaitAsync(TimeSpan.FromSeconds(10));
+            var bytes = result.Buffer.Length;
+            while (!result.IsCompleted)
+            {
+                reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+                result = await reader.ReadAsync(CancellationToken.None).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+                bytes = result.Buffer.Length;
+            }
+
+            Assert.Equal(10, bytes);
+            reader.Complete();
+        });
+
+    [Fact]
+    public Task A_read_cancelled_during_a_hold_ends_at_once() =>
+        Task.Run(async () =>
+        {
+            var reader = new SocketThreadReader(_ingest) { Pacer = new ScriptedPacer([WaitMark.Hold]) { HoldMilliseconds = 30_000 } };
+            using var cancel = new CancellationTokenSource();
+            var read = reader.ReadAsync(cancel.Token).AsTask(); // a 30 s hold on the receive thread
+            await Task.Delay(200);
+            Assert.False(read.IsCompleted);
+            await cancel.CancelAsync(); // shuts reading down, which ends the hold
+
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => read.WaitAsync(TimeSpan.FromSeconds(10)));
             reader.Complete();
         });
 
@@ -318,19 +368,33 @@ public sealed class SocketThreadReaderTests : IAsyncLifetime
         }
     }
 
-    /// <summary>Answers each wait with the next mark of its script: holds end 30 ms after they start, merged waits never.</summary>
+    /// <summary>
+    /// Answers each wait with the next mark of its script: holds end <see cref="HoldMilliseconds"/> after
+    /// they start, audio waits 10 s after, merged waits never.
+    /// </summary>
     private sealed class ScriptedPacer(WaitMark[] script) : IReadPacer
     {
         private int _next;
 
-        public int Mark => 1;
+        public int HoldMilliseconds { get; init; } = 30;
 
-        public int AudioMark => 1;
+        public int AudioMarkBytes { get; init; } = 1;
+
+        public int MarkBytes { get; init; } = 1;
+
+        public int Mark => MarkBytes;
+
+        public int AudioMark => AudioMarkBytes;
 
         public double BeforeWait(double now, out WaitMark mark)
         {
             mark = script[Math.Min(_next++, script.Length - 1)];
-            return mark == WaitMark.Hold ? now + 30 : double.PositiveInfinity;
+            return mark switch
+            {
+                WaitMark.Hold => now + HoldMilliseconds,
+                WaitMark.Audio => now + 10_000,
+                _ => double.PositiveInfinity,
+            };
         }
     }
 

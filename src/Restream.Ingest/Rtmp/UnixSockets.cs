@@ -66,6 +66,7 @@ internal static unsafe partial class UnixSockets
     }
 
     private const short PollIn = 0x1;
+    private const short PollReadHangUp = 0x2000;
 
     /// <summary>The address of a pinned array's bytes at <paramref name="offset"/>.</summary>
     public static byte* AddressOf(byte[] pinned, int offset) =>
@@ -111,6 +112,23 @@ internal static unsafe partial class UnixSockets
         var ready = PollDescriptors(&descriptor, 1, timeoutMilliseconds) != 0;
         WakeProfile.Return();
         return ready;
+    }
+
+    /// <summary>
+    /// Sleeps through a pacer's hold: at most <paramref name="timeoutMilliseconds"/>, waking early only
+    /// when the connection ends (the peer's FIN, our own shutdown of reading when the read is cancelled)
+    /// or fails, never for data. The same <c>poll(2)</c> with <c>POLLRDHUP</c> in place of <c>POLLIN</c>: data
+    /// waits in the kernel whatever the receive low-water mark, so a hold needs no mark of its own and
+    /// costs no <c>setsockopt</c> before and after it. False when the hold ran its time.
+    /// </summary>
+    public static bool Hold(Socket socket, int timeoutMilliseconds)
+    {
+        using var lease = new HandleLease(socket);
+        var descriptor = new PollDescriptor { Fd = lease.Fd, Events = PollReadHangUp };
+        WakeProfile.Call(WakeProfile.Phase.Poll);
+        var ended = PollDescriptors(&descriptor, 1, timeoutMilliseconds) != 0;
+        WakeProfile.Return();
+        return ended;
     }
 
     /// <summary>
