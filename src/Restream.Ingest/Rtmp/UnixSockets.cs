@@ -104,15 +104,7 @@ internal static unsafe partial class UnixSockets
     /// follows finds out. The same <c>poll(2)</c> as <see cref="Socket.Poll(int, SelectMode)"/>, without
     /// the layers around it (a receive thread calls this once per wake-up).
     /// </summary>
-    public static bool WaitReadable(Socket socket, int timeoutMilliseconds)
-    {
-        using var lease = new HandleLease(socket);
-        var descriptor = new PollDescriptor { Fd = lease.Fd, Events = PollIn };
-        WakeProfile.Call(WakeProfile.Phase.Poll);
-        var ready = PollDescriptors(&descriptor, 1, timeoutMilliseconds) != 0;
-        WakeProfile.Return();
-        return ready;
-    }
+    public static bool WaitReadable(Socket socket, int timeoutMilliseconds) => PollOne(socket, PollIn, timeoutMilliseconds);
 
     /// <summary>
     /// Sleeps through a pacer's hold: at most <paramref name="timeoutMilliseconds"/>, waking early only
@@ -121,14 +113,17 @@ internal static unsafe partial class UnixSockets
     /// waits in the kernel whatever the receive low-water mark, so a hold needs no mark of its own and
     /// costs no <c>setsockopt</c> before and after it. False when the hold ran its time.
     /// </summary>
-    public static bool Hold(Socket socket, int timeoutMilliseconds)
+    public static bool Hold(Socket socket, int timeoutMilliseconds) => PollOne(socket, PollReadHangUp, timeoutMilliseconds);
+
+    /// <summary>One <c>poll(2)</c> of one socket for <paramref name="events"/>: false when it timed out.</summary>
+    private static bool PollOne(Socket socket, short events, int timeoutMilliseconds)
     {
         using var lease = new HandleLease(socket);
-        var descriptor = new PollDescriptor { Fd = lease.Fd, Events = PollReadHangUp };
+        var descriptor = new PollDescriptor { Fd = lease.Fd, Events = events };
         WakeProfile.Call(WakeProfile.Phase.Poll);
-        var ended = PollDescriptors(&descriptor, 1, timeoutMilliseconds) != 0;
+        var ready = PollDescriptors(&descriptor, 1, timeoutMilliseconds) != 0;
         WakeProfile.Return();
-        return ended;
+        return ready;
     }
 
     /// <summary>
