@@ -194,8 +194,9 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
                     };
                 }
 
-                // The socket keeps a wait's own mark until a wait wants another one: holds, audio
-                // waits and plain merged waits alternate, and each change is a system call.
+                // The socket keeps a wait's own mark until a wait wants another one: audio waits and
+                // plain merged waits alternate (a hold leaves the mark as it is), and each change is a
+                // system call.
                 var wanted = hold ? 0 : PromptReads ? 1 : waitMark > 0 ? waitMark : _ownMark > 0 ? Pacer?.Mark ?? 1 : 0;
                 if (wanted > 0 && wanted != _ownMark)
                 {
