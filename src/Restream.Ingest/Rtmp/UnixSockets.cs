@@ -54,7 +54,9 @@ internal static unsafe partial class UnixSockets
     private const int SolSocket = 1;
     private const int SoReceiveLowWater = 18;
 
-    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    // No SetLastError: a failed poll (a signal) counts as readable and the receive that follows says
+    // what is wrong, so errno is never read; capturing it cost two calls into the runtime a wake-up.
+    [LibraryImport("libc", EntryPoint = "poll")]
     private static partial int PollDescriptors(PollDescriptor* descriptors, nuint count, int timeoutMilliseconds);
 
     [StructLayout(LayoutKind.Sequential)]
