@@ -21,9 +21,9 @@ public sealed class TsMuxerTests
         return frames;
     }
 
-    private static ArrayBufferWriter<byte> Mux(IEnumerable<Frame> frames)
+    private static ArrayBufferWriter<byte> Mux(IEnumerable<Frame> frames, bool video = true)
     {
-        var muxer = new TsMuxer();
+        var muxer = new TsMuxer { HasVideo = video };
         var output = new ArrayBufferWriter<byte>();
         foreach (var frame in frames)
         {
@@ -57,6 +57,27 @@ public sealed class TsMuxerTests
                 Assert.InRange((int)b[i].Timestamp - (int)a[i].Timestamp - baseShift, -1, 1);
             }
         }
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 0x12, 0x10 }, 1, 4, 2)] // AAC LC, 44.1 kHz, stereo
+    [InlineData(new byte[] { 0x2B, 0x92, 0x08, 0x00 }, 1, 7, 2)] // HE-AAC (44.1 kHz out): ADTS carries its LC core at 22.05 kHz
+    [InlineData(new byte[] { 0x11, 0xB8 }, 1, 3, 7)] // 7.1: channel configuration 7, not a count of 8
+    public void Adts_headers_describe_the_AAC_core(byte[] config, int profile, int rateIndex, int channelConfiguration)
+    {
+        var output = Mux([
+            new Frame(MediaKind.Audio, 0, [0xAF, 0, .. config]),
+            new Frame(MediaKind.Audio, 23, [0xAF, 1, 0x21, 0x10, 0x05]),
+        ], video: false);
+        var audio = Assert.Single(Demux(output.WrittenSpan), f => f.Kind == MediaKind.Audio && f.Body[1] == 1);
+        Assert.Equal(new byte[] { 0x21, 0x10, 0x05 }, audio.Body[2..]);
+
+        // The PES payload's ADTS header (ISO/IEC 13818-7 6.2): profile, sampling frequency index, channel configuration.
+        var bytes = output.WrittenSpan.ToArray();
+        var at = Enumerable.Range(0, bytes.Length - 7).First(i => bytes[i] == 0xFF && bytes[i + 1] == 0xF1);
+        Assert.Equal(profile, bytes[at + 2] >> 6);
+        Assert.Equal(rateIndex, bytes[at + 2] >> 2 & 0xF);
+        Assert.Equal(channelConfiguration, (bytes[at + 2] & 1) << 2 | bytes[at + 3] >> 6);
     }
 
     [Fact]

@@ -53,6 +53,12 @@ public sealed record AvcDecoderConfigurationRecord(
 /// <summary>What a streamer and an operator care about in an H.264 SPS (H.264 7.3.2.1.1).</summary>
 public sealed record SequenceParameterSet(int ProfileIdc, int LevelIdc, int Width, int Height, double? FrameRate)
 {
+    private const long MaxFrameMbs = 139_264;
+    private const long MaxSideMbs = 1_055;
+
+    /// <summary>The highest frame rate taken from an SPS's timing; above it (or below 1) the rate is unknown.</summary>
+    public const double MaxFrameRate = 480;
+
     public string ProfileName => ProfileIdc switch
     {
         66 => "Baseline",
@@ -125,8 +131,8 @@ public sealed record SequenceParameterSet(int ProfileIdc, int LevelIdc, int Widt
 
         r.ReadUe(); // max_num_ref_frames
         r.ReadBit(); // gaps_in_frame_num_value_allowed_flag
-        var widthMbs = r.ReadUe() + 1;
-        var heightMapUnits = r.ReadUe() + 1;
+        var widthMbs = r.ReadUe() + 1L;
+        var heightMapUnits = r.ReadUe() + 1L;
         var frameMbsOnly = r.ReadBit();
         if (frameMbsOnly == 0)
         {
@@ -148,8 +154,19 @@ public sealed record SequenceParameterSet(int ProfileIdc, int LevelIdc, int Widt
         var subHeight = chromaFormat == 1 ? 2u : 1u;
         var cropUnitX = arrayType == 0 ? 1u : subWidth;
         var cropUnitY = (arrayType == 0 ? 1u : subHeight) * (2 - frameMbsOnly);
-        var width = (int)(widthMbs * 16 - cropUnitX * (cropLeft + cropRight));
-        var height = (int)((2 - frameMbsOnly) * heightMapUnits * 16 - cropUnitY * (cropTop + cropBottom));
+        // H.264's largest frame (level 6.2, table A-1): 139 264 macroblocks, at most sqrt(8 x 139 264) = 1 055 a side.
+        var heightMbs = (2 - frameMbsOnly) * heightMapUnits;
+        if (widthMbs > MaxSideMbs || heightMbs > MaxSideMbs || widthMbs * heightMbs > MaxFrameMbs)
+        {
+            throw new FormatException($"SPS gives a frame of {widthMbs}x{heightMbs} macroblocks, more than H.264 allows");
+        }
+
+        var width = widthMbs * 16 - cropUnitX * ((long)cropLeft + cropRight);
+        var height = heightMbs * 16 - cropUnitY * ((long)cropTop + cropBottom);
+        if (width < 1 || height < 1)
+        {
+            throw new FormatException($"SPS crops its {widthMbs * 16}x{heightMbs * 16} frame to nothing");
+        }
 
         double? fps = null;
         try
@@ -161,7 +178,7 @@ public sealed record SequenceParameterSet(int ProfileIdc, int LevelIdc, int Widt
             // A truncated VUI still gives a usable size; the frame rate then comes from metadata.
         }
 
-        return new SequenceParameterSet(profile, level, width, height, fps);
+        return new SequenceParameterSet(profile, level, (int)width, (int)height, fps);
     }
 
     private static double? ReadVuiFrameRate(ref BitReader r)
@@ -203,7 +220,9 @@ public sealed record SequenceParameterSet(int ProfileIdc, int LevelIdc, int Widt
 
         var unitsInTick = r.ReadBits(32);
         var timeScale = r.ReadBits(32);
-        return unitsInTick == 0 ? null : timeScale / (2.0 * unitsInTick);
+        // Timing that says nothing useful (a millisecond clock of a variable-rate encoder, damage) leaves the rate to metadata.
+        var fps = unitsInTick == 0 ? 0 : timeScale / (2.0 * unitsInTick);
+        return fps is >= 1 and <= MaxFrameRate ? fps : null;
     }
 
     private static void SkipScalingList(ref BitReader r, int size)

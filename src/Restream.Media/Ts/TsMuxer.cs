@@ -62,9 +62,10 @@ public sealed class TsMuxer
                 if (body[1] == 0)
                 {
                     var config = AudioSpecificConfig.Parse(body[2..]);
-                    _aacProfile = Math.Clamp(config.ObjectType - 1, 0, 3);
-                    _aacRateIndex = Math.Max(0, Array.IndexOf(AacRates, config.SampleRate));
-                    _aacChannels = config.Channels;
+                    // ADTS describes the AAC core: HE-AAC's SBR and PS are found by the decoder in the frames.
+                    _aacProfile = Math.Clamp(config.CoreObjectType - 1, 0, 3);
+                    _aacRateIndex = Math.Max(0, Array.IndexOf(AacRates, config.CoreSampleRate));
+                    _aacChannels = config.ChannelConfiguration <= 7 ? config.ChannelConfiguration : 0;
                     return;
                 }
 

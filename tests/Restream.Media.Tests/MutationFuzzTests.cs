@@ -1,0 +1,322 @@
+using System.Buffers;
+using Restream.Ingest.Hub;
+using Restream.Media.Amf;
+using Restream.Media.Codecs;
+using Restream.Media.Flv;
+using Restream.Media.Rtmp;
+
+namespace Restream.Media.Tests;
+
+/// <summary>
+/// Mutation fuzzing of everything that reads a publisher's bytes: a real ffmpeg publish session
+/// (Fixtures/ffmpeg-publish.c2s.bin) is damaged at random (bits flipped, bytes set to edge values,
+/// lengths and sizes overwritten, ranges cut, copied or inserted) and read the way a connection reads
+/// it: chunk streams, Set Chunk Size, commands, metadata, aggregates, sequence headers into the hub and
+/// a subscriber. Damage may only ever end in a protocol error (what the session answers with a clean
+/// close); any other exception is a bug that would have ended the session without a word.
+/// Seeded, so a failure names the seed and mutation that reproduce it.
+/// </summary>
+public sealed class MutationFuzzTests
+{
+    private static readonly byte[] Session = FixtureReader.Load("ffmpeg-publish.c2s.bin")[FixtureReader.HandshakeClientBytes..];
+
+    public static TheoryData<int> Seeds => [1, 2, 3, 4];
+
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void Damaged_publish_sessions_end_only_in_protocol_errors(int seed)
+    {
+        var random = new Random(seed);
+        var endings = new Dictionary<string, int>();
+        var outstanding = MediaFrame.Outstanding;
+        for (var i = 0; i < 1500; i++)
+        {
+            var (bytes, what) = Mutate(Session, random);
+            string ending;
+            try
+            {
+                var messages = ReadSession(bytes, random.Next(4) == 0 ? random.Next(1, 600) : bytes.Length);
+                ending = $"read to the end ({(messages > 0 ? "messages" : "none")})";
+            }
+            catch (Exception e) when (e is RtmpProtocolException or AmfException or FormatException)
+            {
+                ending = e.GetType().Name;
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"seed {seed}, mutation {i} ({what}): {e.GetType().Name}: {e.Message}\n{e.StackTrace}");
+                throw;
+            }
+
+            endings[ending] = endings.GetValueOrDefault(ending) + 1;
+        }
+
+        Assert.Equal(outstanding, MediaFrame.Outstanding); // however a session ended, its frames went back to the pool
+
+        // The damage reached the parsers: some sessions fail, some read through.
+        Assert.True(endings.Keys.Count(k => !k.StartsWith("read", StringComparison.Ordinal)) >= 2, string.Join(", ", endings));
+        Assert.Contains(endings.Keys, k => k.StartsWith("read", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// The same damage inside one message's body at a time (the chunking left intact), so that it reaches
+    /// the AMF reader, the commands, the metadata and the codec configuration parsers behind the hub.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void Damaged_message_bodies_end_only_in_protocol_errors(int seed)
+    {
+        var messages = FixtureReader.ReadAll(Session).Where(m => m.TypeId is not RtmpMessageType.SetChunkSize).ToList();
+        var random = new Random(seed);
+        var endings = new Dictionary<string, int>();
+        for (var i = 0; i < 3000; i++)
+        {
+            // Mostly the session's first messages (commands, metadata, sequence headers), sometimes any.
+            var index = random.Next(3) > 0 ? random.Next(Math.Min(12, messages.Count)) : random.Next(messages.Count);
+            var original = messages[index];
+            var (body, what) = Mutate(original.Body, random);
+            var hub = new StreamHub("c1", "main", "127.0.0.1:1", TimeProvider.System);
+            var queue = hub.Subscribe();
+            string ending;
+            try
+            {
+                // The stream's own sequence headers first, so damaged media meets a configured hub.
+                foreach (var header in messages.Take(index).Where(m => m.TypeId is RtmpMessageType.Audio or RtmpMessageType.Video))
+                {
+                    Handle(hub, header.TypeId, header.Timestamp, header.Body);
+                }
+
+                Handle(hub, original.TypeId, original.Timestamp, body);
+                ending = "read";
+            }
+            catch (Exception e) when (e is RtmpProtocolException or AmfException or FormatException)
+            {
+                ending = e.GetType().Name;
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"seed {seed}, mutation {i} of message {index} (type {original.TypeId}: {what}): {e.GetType().Name}: {e.Message}\n{e.StackTrace}");
+                throw;
+            }
+            finally
+            {
+                while (queue.TryDequeue(out var frame))
+                {
+                    frame.Release();
+                }
+
+                hub.Unsubscribe(queue);
+                hub.End();
+            }
+
+            endings[$"{original.TypeId}: {ending}"] = endings.GetValueOrDefault($"{original.TypeId}: {ending}") + 1;
+        }
+
+        // Every kind was damaged both ways: commands and metadata into AMF errors and through, media through.
+        var summary = string.Join(", ", endings);
+        foreach (var kind in new[] { RtmpMessageType.CommandAmf0, RtmpMessageType.DataAmf0 })
+        {
+            Assert.True(endings.GetValueOrDefault($"{kind}: AmfException") > 0 && endings.GetValueOrDefault($"{kind}: read") > 0, summary);
+        }
+
+        Assert.True(endings.GetValueOrDefault($"{RtmpMessageType.Video}: read") > 0 && endings.GetValueOrDefault($"{RtmpMessageType.Audio}: read") > 0, summary);
+    }
+
+    /// <summary>
+    /// Damaged sequence headers: the figures the hub shows (API, metrics, webhooks) and the transcoder
+    /// plans its ladder from are ones a real encoder could send, or the parser refuses the header.
+    /// </summary>
+    [Fact]
+    public void Damaged_sequence_headers_give_possible_figures_or_a_format_error()
+    {
+        var messages = FixtureReader.ReadAll(Session);
+        var video = messages.First(m => m.TypeId == RtmpMessageType.Video).Body;
+        var audio = messages.First(m => m.TypeId == RtmpMessageType.Audio).Body;
+        Assert.True(FlvMedia.IsVideoSequenceHeader(video) && FlvMedia.IsAudioSequenceHeader(audio));
+        var random = new Random(5);
+        int videoRead = 0, videoRefused = 0, audioRead = 0, audioRefused = 0;
+        for (var i = 0; i < 20000; i++)
+        {
+            var (v, vWhat) = Mutate(video, random);
+            try
+            {
+                var record = AvcDecoderConfigurationRecord.Parse(v.AsSpan(Math.Min(5, v.Length)));
+                if (record.SequenceParameterSets.Count > 0)
+                {
+                    var sps = SequenceParameterSet.Parse(record.SequenceParameterSets[0]);
+                    Assert.True(sps.Width is >= 1 and <= 16880 && sps.Height is >= 1 and <= 16880 && sps.FrameRate is null or (>= 1 and <= 480),
+                        $"{vWhat}: {sps}");
+                    videoRead++;
+                }
+            }
+            catch (FormatException)
+            {
+                videoRefused++;
+            }
+
+            var (a, aWhat) = Mutate(audio, random);
+            try
+            {
+                var asc = AudioSpecificConfig.Parse(a.AsSpan(Math.Min(2, a.Length)));
+                Assert.True(asc.SampleRate is >= 1 and <= 96000 && asc.Channels is >= 0 and <= 24, $"{aWhat}: {asc}");
+                audioRead++;
+            }
+            catch (FormatException)
+            {
+                audioRefused++;
+            }
+        }
+
+        Assert.True(videoRead > 1000 && videoRefused > 1000 && audioRead > 1000 && audioRefused > 1000, $"{videoRead} {videoRefused} {audioRead} {audioRefused}");
+    }
+
+    /// <summary>Reads a session as <c>RtmpServerSession</c> does, handing bytes over in pieces; returns the messages read.</summary>
+    private static int ReadSession(byte[] bytes, int piece)
+    {
+        using var reader = new ChunkStreamReader();
+        var hub = new StreamHub("c1", "main", "127.0.0.1:1", TimeProvider.System);
+        var queue = hub.Subscribe();
+        var count = 0;
+        var buffered = 0;
+        var consumed = 0;
+        try
+        {
+            while (consumed < bytes.Length)
+            {
+                buffered = Math.Min(bytes.Length, buffered + piece);
+                var sequence = new SequenceReader<byte>(new ReadOnlySequence<byte>(bytes, consumed, buffered - consumed));
+                while (reader.TryReadMessage(ref sequence, out var message))
+                {
+                    using (message)
+                    {
+                        count++;
+                        if (message.TypeId == RtmpMessageType.SetChunkSize)
+                        {
+                            reader.SetChunkSize(ProtocolControl.ReadUInt32Body(message.Span));
+                        }
+
+                        Handle(hub, message.TypeId, message.Timestamp, message.Payload);
+                    }
+
+                    while (queue.TryDequeue(out var frame))
+                    {
+                        frame.Release();
+                    }
+                }
+
+                consumed += (int)sequence.Consumed;
+                if (buffered == bytes.Length)
+                {
+                    break; // a cut-off last chunk stays unread, as on a connection that closes
+                }
+            }
+        }
+        finally
+        {
+            hub.Unsubscribe(queue);
+            hub.End();
+        }
+
+        return count;
+    }
+
+    /// <summary>What the session does with a message's body.</summary>
+    private static void Handle(StreamHub hub, byte typeId, uint timestamp, ReadOnlyMemory<byte> payload)
+    {
+        switch (typeId)
+        {
+            case RtmpMessageType.CommandAmf0:
+                RtmpCommand.Parse(payload);
+                break;
+            case RtmpMessageType.CommandAmf3:
+                if (payload.Length > 0)
+                {
+                    RtmpCommand.Parse(payload[1..]);
+                }
+
+                break;
+            case RtmpMessageType.DataAmf0:
+                var amf = new AmfReader(payload);
+                var name = amf.ReadValue() as string;
+                if (name == "@setDataFrame")
+                {
+                    name = amf.ReadValue() as string;
+                }
+
+                if (name == "onMetaData" && !amf.End && amf.ReadValue() is AmfObject metadata)
+                {
+                    hub.SetMetadata(StreamHub.CreateMetadataFrame(timestamp, metadata), metadata);
+                }
+
+                break;
+            case RtmpMessageType.Audio or RtmpMessageType.Video when payload.Length > 0:
+                hub.Publish(MediaFrame.Copy((MediaKind)typeId, timestamp, payload.Span));
+                break;
+            case RtmpMessageType.Aggregate:
+                var tags = new SequenceReader<byte>(new ReadOnlySequence<byte>(payload));
+                while (FlvReader.TryReadTag(ref tags, out var header, out var body))
+                {
+                    if (header.Type is FlvTagType.Audio or FlvTagType.Video && body.Length > 0)
+                    {
+                        hub.Publish(MediaFrame.Copy((MediaKind)header.Type, header.Timestamp, body.ToArray()));
+                    }
+                }
+
+                break;
+        }
+    }
+
+    private static readonly uint[] EdgeValues = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0xFFFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF];
+
+    private static (byte[] Bytes, string What) Mutate(byte[] source, Random random)
+    {
+        var bytes = new List<byte>(source);
+        var steps = new List<string>();
+        for (var n = random.Next(1, 5); n > 0 && bytes.Count > 1; n--)
+        {
+            // Half the damage lands in the first 8 KB: the commands, metadata and sequence headers.
+            var at = random.Next(2) == 0 ? random.Next(Math.Min(8192, bytes.Count)) : random.Next(bytes.Count);
+            switch (random.Next(6))
+            {
+                case 0:
+                    var bit = random.Next(8);
+                    bytes[at] ^= (byte)(1 << bit);
+                    steps.Add($"flip bit {bit} at {at}");
+                    break;
+                case 1:
+                    var value = (byte)EdgeValues[random.Next(5)];
+                    bytes[at] = value;
+                    steps.Add($"byte {value} at {at}");
+                    break;
+                case 2:
+                    var edge = EdgeValues[random.Next(EdgeValues.Length)];
+                    for (var k = 0; k < 4 && at + k < bytes.Count; k++)
+                    {
+                        bytes[at + k] = (byte)(edge >> (24 - 8 * k));
+                    }
+
+                    steps.Add($"uint32 {edge:X} at {at}");
+                    break;
+                case 3:
+                    var cut = Math.Min(random.Next(1, 64), bytes.Count - at);
+                    bytes.RemoveRange(at, cut);
+                    steps.Add($"cut {cut} at {at}");
+                    break;
+                case 4:
+                    var junk = new byte[random.Next(1, 64)];
+                    random.NextBytes(junk);
+                    bytes.InsertRange(at, junk);
+                    steps.Add($"insert {junk.Length} at {at}");
+                    break;
+                default:
+                    var from = random.Next(bytes.Count);
+                    var length = Math.Min(random.Next(1, 256), bytes.Count - from);
+                    bytes.InsertRange(at, bytes.GetRange(from, length));
+                    steps.Add($"copy {length} from {from} to {at}");
+                    break;
+            }
+        }
+
+        return (bytes.ToArray(), string.Join("; ", steps));
+    }
+}
