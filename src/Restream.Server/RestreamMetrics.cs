@@ -20,6 +20,7 @@ public sealed class RestreamMetrics
     private readonly Counter _connections;
     private readonly Counter _rejectedKeys;
     private readonly Counter _protocolErrors;
+    private readonly Counter _internalErrors;
     private readonly Counter _promptReadPublishers;
     private readonly Counter _apiAuthFailures;
     private readonly Gauge _liveStreams;
@@ -58,6 +59,7 @@ public sealed class RestreamMetrics
         _connections = f.CreateCounter("restream_ingest_connections_total", "RTMP connections accepted.");
         _rejectedKeys = f.CreateCounter("restream_ingest_auth_failures_total", "Publishes refused for an unknown stream key.");
         _protocolErrors = f.CreateCounter("restream_ingest_protocol_errors_total", "Connections closed for malformed RTMP.");
+        _internalErrors = f.CreateCounter("restream_ingest_internal_errors_total", "Connections ended by an error in our own handling (a bug; logged at Error with its stack).");
         _promptReadPublishers = f.CreateCounter("restream_ingest_prompt_read_publishers_total",
             "Publishers switched to reads as their bytes arrive: they hold back data until acknowledged (Nagle's algorithm, e.g. FFmpeg's RTMP client), or send in bursts the latency budget cannot predict. They cost more CPU than merged reads.");
         _apiAuthFailures = f.CreateCounter("restream_api_auth_failures_total", "API requests refused for a missing or invalid key.");
@@ -99,6 +101,7 @@ public sealed class RestreamMetrics
             _connections.IncTo(_ingest.Accepted);
             _rejectedKeys.IncTo(_ingest.RejectedKeys);
             _protocolErrors.IncTo(_ingest.ProtocolErrors);
+            _internalErrors.IncTo(_ingest.InternalErrors);
             _promptReadPublishers.IncTo(_ingest.PromptReadPublishers);
             _apiAuthFailures.IncTo(_auth.Failures);
             var live = _registry.LiveStreams;

@@ -6,6 +6,7 @@ using Restream.IntegrationTests.Infrastructure;
 using Restream.Media.Amf;
 using Restream.Media.Rtmp;
 using Restream.Relay;
+using Restream.Tests;
 
 namespace Restream.IntegrationTests;
 
@@ -13,6 +14,9 @@ namespace Restream.IntegrationTests;
 public sealed class LiveServerFixture : IAsyncLifetime
 {
     public const string Key = "robust_key_13579";
+
+    /// <summary>The key the fuzz test's replays of a captured ffmpeg session publish with.</summary>
+    public const string ReplayedKey = "replayed_key_97531";
     public RestreamServer Server { get; private set; } = null!;
     public ExternalProcess Publisher { get; private set; } = null!;
     public StreamHub Hub { get; private set; } = null!;
@@ -23,6 +27,8 @@ public sealed class LiveServerFixture : IAsyncLifetime
         {
             ["Restream:Channels:0:Name"] = "robust",
             ["Restream:Channels:0:StreamKey"] = Key,
+            ["Restream:Channels:1:Name"] = "replayed",
+            ["Restream:Channels:1:StreamKey"] = ReplayedKey,
             ["Restream:Rtmp:PublishTimeout"] = "00:00:02",
         });
         Publisher = Ffmpeg.Publish(Server.PublishUrl(Key), 120, size: "640x360", bitrateKbps: 800);
@@ -141,6 +147,104 @@ public sealed class IngestRobustnessTests(LiveServerFixture fixture) : IClassFix
         Assert.Contains("Audio: aac", output);
         var frames = System.Text.RegularExpressions.Regex.Matches(output, @"frame=\s*(\d+)");
         Assert.True(frames.Count > 0 && int.Parse(frames[^1].Groups[1].Value) >= 80, output);
+    }
+
+    /// <summary>
+    /// A real ffmpeg publish session (captured, Restream.Media.Tests/Fixtures), replayed damaged 48 times,
+    /// six connections at once: each replay is refused, closed for its damage, or goes live and ends
+    /// when we hang up. None of it is an internal error, the live stream keeps flowing, and every
+    /// connection is gone afterwards.
+    /// </summary>
+    [Fact]
+    public async Task Damaged_replays_of_a_real_ffmpeg_session_never_disturb_the_live_stream()
+    {
+        const int handshake = 1 + 2 * RtmpHandshake.PacketSize;
+        var session = Rekey(File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Fixtures", "ffmpeg-publish.c2s.bin")), handshake, LiveServerFixture.ReplayedKey);
+        var random = new Random(11);
+        var internalErrors = Server.Counters.InternalErrors;
+        var protocolErrors = Server.Counters.ProtocolErrors;
+        var open = Server.Counters.Open;
+        var outcomes = new List<string>();
+        for (var round = 0; round < 8; round++)
+        {
+            // The damage goes after the handshake (a damaged handshake has tests of its own), mostly into the first 8 KB.
+            var replays = Enumerable.Range(0, 6).Select(_ =>
+            {
+                var (body, what) = ByteMutator.Mutate(session[handshake..], random);
+                return (Bytes: session[..handshake].Concat(body).ToArray(), What: what);
+            }).ToList();
+            var results = await Task.WhenAll(replays.Select(r => ReplayAsync(r.Bytes)));
+            outcomes.AddRange(results);
+            Assert.True(Server.Counters.InternalErrors == internalErrors,
+                $"round {round}: {string.Join(" | ", replays.Select(r => r.What))}\n{Server.Log.Text}");
+        }
+
+        var summary = string.Join(", ", outcomes.GroupBy(o => o).Select(g => $"{g.Key} {g.Count()}"));
+        Assert.True(outcomes.Contains("closed by the server") && outcomes.Contains("open until we hung up"), summary);
+        Assert.True(Server.Counters.ProtocolErrors > protocolErrors, summary);
+        Assert.Contains("[stream live/replayed] publisher", Server.Log.Text); // and some went live
+        Assert.DoesNotContain("internal error", Server.Log.Text);
+
+        var frames = fixture.Hub.FramesIn;
+        Assert.True(await TestPorts.EventuallyAsync(() => fixture.Hub.FramesIn > frames + 10, TimeSpan.FromSeconds(5)), "the live stream stopped flowing");
+        Assert.Same(fixture.Hub, Server.Streams.Find("robust"));
+        Assert.True(await TestPorts.EventuallyAsync(() => Server.Counters.Open == open && Server.Streams.Find("replayed") is null, TimeSpan.FromSeconds(10)),
+            $"{Server.Counters.Open} connections open, {open} before; {summary}");
+    }
+
+    /// <summary>
+    /// The captured session (its key is "fixture", too short for a channel) with <paramref name="key"/> in
+    /// its publish commands: every message read and chunked again, in order, on its own chunk stream.
+    /// </summary>
+    private static byte[] Rekey(byte[] capture, int handshake, string key)
+    {
+        using var reader = new ChunkStreamReader();
+        var output = new ArrayBufferWriter<byte>();
+        output.Write(capture.AsSpan(0, handshake));
+        var chunkSize = 128;
+        var input = new SequenceReader<byte>(new ReadOnlySequence<byte>(capture, handshake, capture.Length - handshake));
+        while (reader.TryReadMessage(ref input, out var message))
+        {
+            using (message)
+            {
+                var body = message.Span.ToArray();
+                if (message.TypeId == RtmpMessageType.CommandAmf0 && RtmpCommand.Parse(message.Payload) is { Name: "releaseStream" or "FCPublish" or "publish" } command)
+                {
+                    var rewritten = new ArrayBufferWriter<byte>();
+                    (command with { Arguments = [key, .. command.Arguments.Skip(1)] }).WriteBody(rewritten);
+                    body = rewritten.WrittenSpan.ToArray();
+                }
+
+                ChunkStreamWriter.WriteMessage(output, chunkSize, message.ChunkStreamId, message.TypeId, message.Timestamp, message.StreamId, body);
+                if (message.TypeId == RtmpMessageType.SetChunkSize)
+                {
+                    chunkSize = (int)ProtocolControl.ReadUInt32Body(body);
+                    reader.SetChunkSize((uint)chunkSize);
+                }
+            }
+        }
+
+        return output.WrittenSpan.ToArray();
+    }
+
+    /// <summary>Sends a whole session at once, then waits up to 300 ms for the server to close it.</summary>
+    private async Task<string> ReplayAsync(byte[] bytes)
+    {
+        using var client = new TcpClient();
+        await client.ConnectAsync("127.0.0.1", Server.RtmpPort);
+        var stream = client.GetStream();
+        var send = stream.WriteAsync(bytes).AsTask();
+        var closed = await ClosedByServerAsync(stream, TimeSpan.FromMilliseconds(300));
+        try
+        {
+            await send;
+        }
+        catch (IOException)
+        {
+            // The server closed before taking it all.
+        }
+
+        return closed ? "closed by the server" : "open until we hung up";
     }
 
     private static async Task HandshakeAsync(NetworkStream stream)

@@ -4,6 +4,7 @@ using Restream.Media.Amf;
 using Restream.Media.Codecs;
 using Restream.Media.Flv;
 using Restream.Media.Rtmp;
+using Restream.Tests;
 
 namespace Restream.Media.Tests;
 
@@ -31,7 +32,7 @@ public sealed class MutationFuzzTests
         var outstanding = MediaFrame.Outstanding;
         for (var i = 0; i < 1500; i++)
         {
-            var (bytes, what) = Mutate(Session, random);
+            var (bytes, what) = ByteMutator.Mutate(Session, random);
             string ending;
             try
             {
@@ -74,7 +75,7 @@ public sealed class MutationFuzzTests
             // Mostly the session's first messages (commands, metadata, sequence headers), sometimes any.
             var index = random.Next(3) > 0 ? random.Next(Math.Min(12, messages.Count)) : random.Next(messages.Count);
             var original = messages[index];
-            var (body, what) = Mutate(original.Body, random);
+            var (body, what) = ByteMutator.Mutate(original.Body, random);
             var hub = new StreamHub("c1", "main", "127.0.0.1:1", TimeProvider.System);
             var queue = hub.Subscribe();
             string ending;
@@ -137,7 +138,7 @@ public sealed class MutationFuzzTests
         int videoRead = 0, videoRefused = 0, audioRead = 0, audioRefused = 0;
         for (var i = 0; i < 20000; i++)
         {
-            var (v, vWhat) = Mutate(video, random);
+            var (v, vWhat) = ByteMutator.Mutate(video, random);
             try
             {
                 var record = AvcDecoderConfigurationRecord.Parse(v.AsSpan(Math.Min(5, v.Length)));
@@ -154,7 +155,7 @@ public sealed class MutationFuzzTests
                 videoRefused++;
             }
 
-            var (a, aWhat) = Mutate(audio, random);
+            var (a, aWhat) = ByteMutator.Mutate(audio, random);
             try
             {
                 var asc = AudioSpecificConfig.Parse(a.AsSpan(Math.Min(2, a.Length)));
@@ -264,59 +265,5 @@ public sealed class MutationFuzzTests
 
                 break;
         }
-    }
-
-    private static readonly uint[] EdgeValues = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0xFFFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF];
-
-    private static (byte[] Bytes, string What) Mutate(byte[] source, Random random)
-    {
-        var bytes = new List<byte>(source);
-        var steps = new List<string>();
-        for (var n = random.Next(1, 5); n > 0 && bytes.Count > 1; n--)
-        {
-            // Half the damage lands in the first 8 KB: the commands, metadata and sequence headers.
-            var at = random.Next(2) == 0 ? random.Next(Math.Min(8192, bytes.Count)) : random.Next(bytes.Count);
-            switch (random.Next(6))
-            {
-                case 0:
-                    var bit = random.Next(8);
-                    bytes[at] ^= (byte)(1 << bit);
-                    steps.Add($"flip bit {bit} at {at}");
-                    break;
-                case 1:
-                    var value = (byte)EdgeValues[random.Next(5)];
-                    bytes[at] = value;
-                    steps.Add($"byte {value} at {at}");
-                    break;
-                case 2:
-                    var edge = EdgeValues[random.Next(EdgeValues.Length)];
-                    for (var k = 0; k < 4 && at + k < bytes.Count; k++)
-                    {
-                        bytes[at + k] = (byte)(edge >> (24 - 8 * k));
-                    }
-
-                    steps.Add($"uint32 {edge:X} at {at}");
-                    break;
-                case 3:
-                    var cut = Math.Min(random.Next(1, 64), bytes.Count - at);
-                    bytes.RemoveRange(at, cut);
-                    steps.Add($"cut {cut} at {at}");
-                    break;
-                case 4:
-                    var junk = new byte[random.Next(1, 64)];
-                    random.NextBytes(junk);
-                    bytes.InsertRange(at, junk);
-                    steps.Add($"insert {junk.Length} at {at}");
-                    break;
-                default:
-                    var from = random.Next(bytes.Count);
-                    var length = Math.Min(random.Next(1, 256), bytes.Count - from);
-                    bytes.InsertRange(at, bytes.GetRange(from, length));
-                    steps.Add($"copy {length} from {from} to {at}");
-                    break;
-            }
-        }
-
-        return (bytes.ToArray(), string.Join("; ", steps));
     }
 }

@@ -15,6 +15,7 @@ public sealed class IngestCounters
     private long _accepted;
     private long _rejectedKeys;
     private long _protocolErrors;
+    private long _internalErrors;
     private long _promptReadPublishers;
     private long _watchdogTicks;
     private int _open;
@@ -22,6 +23,9 @@ public sealed class IngestCounters
     public long Accepted => Interlocked.Read(ref _accepted);
     public long RejectedKeys => Interlocked.Read(ref _rejectedKeys);
     public long ProtocolErrors => Interlocked.Read(ref _protocolErrors);
+
+    /// <summary>Connections ended by an exception our code did not expect: a bug, logged at Error with its stack.</summary>
+    public long InternalErrors => Interlocked.Read(ref _internalErrors);
 
     /// <summary>
     /// Publishers switched to reads as their bytes arrive (see <see cref="RtmpConnection.PromptReads"/>): they
@@ -43,6 +47,7 @@ public sealed class IngestCounters
     internal void OnClosed() => Interlocked.Decrement(ref _open);
     internal void OnRejectedKey() => Interlocked.Increment(ref _rejectedKeys);
     internal void OnProtocolError() => Interlocked.Increment(ref _protocolErrors);
+    internal void OnInternalError() => Interlocked.Increment(ref _internalErrors);
     internal void OnPromptReads() => Interlocked.Increment(ref _promptReadPublishers);
     internal void OnWatchdogTick() => Interlocked.Increment(ref _watchdogTicks);
 }

@@ -152,6 +152,12 @@ public sealed partial class RtmpServerSession
         {
             LogConnectionLost(_log, _streamLabel, _remote, e.Message);
         }
+        catch (Exception e)
+        {
+            // A bug in one connection's handling ends that connection, logged, and nothing else.
+            _counters.OnInternalError();
+            LogInternalError(_log, _streamLabel, _remote, e);
+        }
         finally
         {
             State = SessionState.Closed;
@@ -829,6 +835,9 @@ public sealed partial class RtmpServerSession
 
     [LoggerMessage(Level = LogLevel.Information, Message = "play refused from {Remote}: no such live stream")]
     private static partial void LogPlayNotFound(ILogger logger, string remote);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "[stream {Stream}] closing {Remote}: internal error (a bug: please report it with this log); other connections are unaffected")]
+    private static partial void LogInternalError(ILogger logger, string stream, string remote, Exception error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "[stream {Stream}] closing {Remote}: protocol error: {Error}")]
     private static partial void LogProtocolError(ILogger logger, string stream, string remote, string error);
