@@ -171,6 +171,72 @@ public sealed class MutationFuzzTests
         Assert.True(videoRead > 1000 && videoRefused > 1000 && audioRead > 1000 && audioRefused > 1000, $"{videoRead} {videoRefused} {audioRead} {audioRefused}");
     }
 
+    /// <summary>
+    /// An SRT publisher's MPEG-TS (Fixtures/h264-aac.ts, made by ffmpeg) damaged the same way, fed in
+    /// datagram-sized pieces as the SRT ingest does: the demuxer resynchronises and never throws, and
+    /// every frame it gives is well formed (AVCC NAL lengths add up) and goes into the hub.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void Damaged_transport_streams_demux_without_an_exception(int seed)
+    {
+        var ts = FixtureReader.Load("h264-aac.ts");
+        var random = new Random(seed);
+        var outstanding = MediaFrame.Outstanding;
+        long frames = 0, errors = 0;
+        for (var i = 0; i < 300; i++)
+        {
+            var (bytes, what) = ByteMutator.Mutate(ts, random, head: ts.Length);
+            var hub = new StreamHub("c1", "main", "127.0.0.1:1", TimeProvider.System);
+            var queue = hub.Subscribe();
+            var demuxer = new Restream.Media.Ts.TsDemuxer(hub.Publish);
+            try
+            {
+                for (var offset = 0; offset < bytes.Length; offset += 1316)
+                {
+                    demuxer.Feed(bytes.AsSpan(offset, Math.Min(1316, bytes.Length - offset)));
+                    while (queue.TryDequeue(out var frame))
+                    {
+                        var body = frame.Payload.Span;
+                        if (frame.Kind == MediaKind.Video && !frame.IsSequenceHeader)
+                        {
+                            var pos = 5;
+                            while (pos + 4 <= body.Length)
+                            {
+                                pos += 4 + (int)BigEndian.ReadUInt32(body[pos..]);
+                            }
+
+                            Assert.True(pos == body.Length, $"mutation {i} ({what}): a video frame's NAL lengths do not add up");
+                        }
+
+                        frames++;
+                        frame.Release();
+                    }
+                }
+
+                demuxer.Flush();
+                errors += demuxer.ContinuityErrors;
+            }
+            catch (Exception e) when (e is not Xunit.Sdk.XunitException)
+            {
+                Assert.Fail($"seed {seed}, mutation {i} ({what}): {e.GetType().Name}: {e.Message}\n{e.StackTrace}");
+            }
+            finally
+            {
+                while (queue.TryDequeue(out var frame))
+                {
+                    frame.Release();
+                }
+
+                hub.Unsubscribe(queue);
+                hub.End();
+            }
+        }
+
+        Assert.Equal(outstanding, MediaFrame.Outstanding);
+        Assert.True(frames > 300 * 30 && errors > 0, $"{frames} frames, {errors} continuity errors"); // damage was seen, and most frames still came
+    }
+
     /// <summary>Reads a session as <c>RtmpServerSession</c> does, handing bytes over in pieces; returns the messages read.</summary>
     private static int ReadSession(byte[] bytes, int piece)
     {
