@@ -135,6 +135,13 @@ public sealed partial class DestinationPusher
                 _lastError = e is OperationCanceledException ? "timed out connecting" : e.Message;
                 LogFailed(_log, _label, _destination.SafeUrl, _lastError);
             }
+            catch (Exception e)
+            {
+                // A bug in our handling of this destination: logged with its stack, then retried like any
+                // failure, so that the destination does not stop for good without a word.
+                _lastError = $"internal error: {e.Message}";
+                LogInternalError(_log, _label, _destination.SafeUrl, e);
+            }
 
             attempt = wasLive ? 0 : attempt + 1;
             Interlocked.Increment(ref _reconnects);
@@ -455,6 +462,9 @@ public sealed partial class DestinationPusher
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "[destination {Destination}] {Url} failed: {Error}; retrying")]
     private static partial void LogFailed(ILogger logger, string destination, string url, string error);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "[destination {Destination}] {Url}: internal error (a bug: please report it with this log); retrying")]
+    private static partial void LogInternalError(ILogger logger, string destination, string url, Exception error);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "[destination {Destination}] {Url} refused the stream: {Error} (check the destination's key and URL)")]
     private static partial void LogRejected(ILogger logger, string destination, string url, string error);

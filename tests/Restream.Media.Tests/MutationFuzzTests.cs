@@ -237,6 +237,62 @@ public sealed class MutationFuzzTests
         Assert.True(frames > 300 * 30 && errors > 0, $"{frames} frames, {errors} continuity errors"); // damage was seen, and most frames still came
     }
 
+    /// <summary>
+    /// The relay's MPEG-TS muxer (SRT destinations) fed a publisher's frames, some damaged (sequence
+    /// headers included): it never throws, since an exception there would end the destination's pusher,
+    /// and what it writes demuxes.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void Damaged_frames_mux_to_TS_without_an_exception(int seed)
+    {
+        var frames = FixtureReader.ReadAll(Session).Where(m => m.TypeId is RtmpMessageType.Audio or RtmpMessageType.Video).ToList();
+        var random = new Random(seed);
+        for (var i = 0; i < 40; i++)
+        {
+            var muxer = new Restream.Media.Ts.TsMuxer();
+            var output = new ArrayBufferWriter<byte>();
+            var damage = new List<string>();
+            foreach (var (m, index) in frames.Select((m, index) => (m, index)))
+            {
+                var body = m.Body;
+                // Every other run damages the sequence headers too (then audio or video may stay out to the end, by design).
+                if (index < 2 ? i % 2 == 1 && random.Next(2) == 0 : random.Next(10) == 0)
+                {
+                    (body, var what) = ByteMutator.Mutate(m.Body, random, head: 16);
+                    damage.Add($"frame {index}: {what}");
+                }
+
+                var frame = MediaFrame.Copy((MediaKind)m.TypeId, m.Timestamp, body);
+                try
+                {
+                    muxer.Write(frame, output);
+                }
+                catch (Exception e)
+                {
+                    Assert.Fail($"seed {seed}, run {i}, frame {index}: {e.GetType().Name}: {e.Message}\n{string.Join("; ", damage)}\n{e.StackTrace}");
+                }
+                finally
+                {
+                    frame.Release();
+                }
+            }
+
+            var demuxed = 0;
+            var demuxer = new Restream.Media.Ts.TsDemuxer(f =>
+            {
+                demuxed++;
+                f.Release();
+            });
+            demuxer.Feed(output.WrittenSpan);
+            demuxer.Flush();
+            if (i % 2 == 0)
+            {
+                Assert.True(demuxed > frames.Count / 2, $"{demuxed} of {frames.Count} frames came back: {string.Join("; ", damage)}");
+            }
+        }
+    }
+
     /// <summary>Reads a session as <c>RtmpServerSession</c> does, handing bytes over in pieces; returns the messages read.</summary>
     private static int ReadSession(byte[] bytes, int piece)
     {

@@ -59,6 +59,39 @@ public sealed class TsMuxerTests
         }
     }
 
+    [Fact]
+    public void Frames_the_muxer_cannot_describe_are_left_out_without_an_exception()
+    {
+        var original = Demux(FixtureReader.Load("h264-aac.ts"));
+        var videoHeader = original.First(f => f.Kind == MediaKind.Video);
+        var audioHeader = original.First(f => f.Kind == MediaKind.Audio);
+        var key = original.First(f => f.Kind == MediaKind.Video && f.Body[0] >> 4 == 1 && f.Body[1] == 1);
+        var audio = original.First(f => f.Kind == MediaKind.Audio && f.Body[1] == 1);
+        byte[] unreadableAudioHeader = [0xAF, 0, 0x12, 0x78]; // channel configuration 15
+        var output = Mux([
+            videoHeader, new Frame(MediaKind.Audio, 0, unreadableAudioHeader),
+            audio with { Timestamp = 10 }, // no readable audio header yet: left out
+            key with { Timestamp = 33 },
+            audioHeader,
+            new Frame(MediaKind.Audio, 60, [0xAF, 1, .. new byte[9000]]), // longer than ADTS can count: left out
+            audio with { Timestamp = 80 },
+            new Frame(MediaKind.Video, 90, [0x17, 0, 0, 0, 0, 1, 0x64]), // a truncated AVC header: the last one stays
+            key with { Timestamp = 100 },
+            new Frame(MediaKind.Audio, 105, unreadableAudioHeader), // and the last audio header too
+            audio with { Timestamp = 107 },
+        ]);
+
+        var media = Demux(output.WrittenSpan).Where(f => f.Body[1] == 1).ToList();
+        var first = media.Single(f => f.Kind == MediaKind.Video && f.Timestamp == media.Where(v => v.Kind == MediaKind.Video).Min(v => v.Timestamp));
+        Assert.Equal(key.Body, first.Body);
+        var times = media.Select(f => (f.Kind, (int)f.Timestamp - (int)first.Timestamp)).Order().ToList();
+        Assert.Equal([(MediaKind.Audio, 47), (MediaKind.Audio, 74), (MediaKind.Video, 0), (MediaKind.Video, 67)], times);
+
+        // A NAL length near 2^31 ends the frame's NALs there, without an exception.
+        var huge = Mux([videoHeader, new Frame(MediaKind.Video, 0, [0x17, 1, 0, 0, 0, 0x7F, 0xFF, 0xFF, 0xFE, 0x65, 0x88])]);
+        Assert.True(huge.WrittenCount > 0);
+    }
+
     [Theory]
     [InlineData(new byte[] { 0x12, 0x10 }, 1, 4, 2)] // AAC LC, 44.1 kHz, stereo
     [InlineData(new byte[] { 0x2B, 0x92, 0x08, 0x00 }, 1, 7, 2)] // HE-AAC (44.1 kHz out): ADTS carries its LC core at 22.05 kHz

@@ -16,6 +16,7 @@ public sealed class TsMuxer
     private const int VideoPid = 0x100;
     private const int AudioPid = 0x101;
     private const long TimestampOffset = 90_000; // 1 s, so that DTS never goes below zero
+    private const int MaxAdtsPayload = 0x1FFF - 7;
     private static readonly int[] AacRates = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
     private readonly Dictionary<int, int> _counters = [];
     private readonly ArrayBufferWriter<byte> _pes = new(64 * 1024);
@@ -39,9 +40,17 @@ public sealed class TsMuxer
             case MediaKind.Video when FlvMedia.VideoCodecId(body) == FlvMedia.AvcCodecId && body.Length > 5:
                 if (body[1] == 0)
                 {
-                    var record = AvcDecoderConfigurationRecord.Parse(body[5..]);
-                    _parameterSets = [.. record.SequenceParameterSets, .. record.PictureParameterSets];
-                    _nalLengthSize = record.NalLengthSize;
+                    try
+                    {
+                        var record = AvcDecoderConfigurationRecord.Parse(body[5..]);
+                        _parameterSets = [.. record.SequenceParameterSets, .. record.PictureParameterSets];
+                        _nalLengthSize = record.NalLengthSize;
+                    }
+                    catch (FormatException)
+                    {
+                        // Unreadable (an encoder's bug): the last readable one stays in force; before any, video waits.
+                    }
+
                     return;
                 }
 
@@ -61,7 +70,16 @@ public sealed class TsMuxer
             case MediaKind.Audio when FlvMedia.SoundFormat(body) == FlvMedia.AacSoundFormat && body.Length > 2:
                 if (body[1] == 0)
                 {
-                    var config = AudioSpecificConfig.Parse(body[2..]);
+                    AudioSpecificConfig config;
+                    try
+                    {
+                        config = AudioSpecificConfig.Parse(body[2..]);
+                    }
+                    catch (FormatException)
+                    {
+                        return; // unreadable: the last readable one stays in force; before any, audio waits
+                    }
+
                     // ADTS describes the AAC core: HE-AAC's SBR and PS are found by the decoder in the frames.
                     _aacProfile = Math.Clamp(config.CoreObjectType - 1, 0, 3);
                     _aacRateIndex = Math.Max(0, Array.IndexOf(AacRates, config.CoreSampleRate));
@@ -69,7 +87,8 @@ public sealed class TsMuxer
                     return;
                 }
 
-                if (_aacProfile >= 0 && (_tablesWritten || !HasVideo))
+                // ADTS counts a frame's length in 13 bits: a larger "AAC frame" (a real one is under 2 KB) is damage, left out.
+                if (_aacProfile >= 0 && (_tablesWritten || !HasVideo) && body.Length - 2 <= MaxAdtsPayload)
                 {
                     if (!_tablesWritten)
                     {
@@ -107,7 +126,7 @@ public sealed class TsMuxer
                 length = length << 8 | avcc[i];
             }
 
-            if (length <= 0 || _nalLengthSize + length > avcc.Length)
+            if (length <= 0 || length > avcc.Length - _nalLengthSize)
             {
                 break;
             }
