@@ -275,6 +275,12 @@ public sealed partial class SrtServer(
         {
             LogEnded(log, label, remote, e.Message);
         }
+        catch (Exception e)
+        {
+            // A bug in one publisher's handling ends that publisher, logged, and nothing else.
+            counters.OnInternalError();
+            LogInternalError(log, label, remote, e);
+        }
         finally
         {
             if (hub is not null)
@@ -315,6 +321,9 @@ public sealed partial class SrtServer(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] SRT link: {Received} packets received, {Lost} lost, {Retransmitted} retransmitted, {TooLate} too late to repair, {ContinuityErrors} TS continuity errors, RTT {Rtt:0.#} ms")]
     private static partial void LogLinkSummary(ILogger logger, string stream, long received, long lost, long retransmitted, long tooLate, long continuityErrors, double rtt);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "[stream {Stream}] SRT publisher {Remote}: internal error (a bug: please report it with this log); other streams are unaffected")]
+    private static partial void LogInternalError(ILogger logger, string stream, string remote, Exception error);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "[stream {Stream}] SRT publisher {Remote} stopped: {Reason}")]
     private static partial void LogEnded(ILogger logger, string stream, string remote, string reason);
