@@ -128,9 +128,7 @@ public sealed partial class DestinationPusher
                 _lastError = e.Message;
                 LogRejected(_log, _label, _destination.SafeUrl, e.Message);
             }
-            catch (Exception e) when (e is IOException or SocketException or RtmpProtocolException or TimeoutException
-                or AuthenticationException or OperationCanceledException or Media.Amf.AmfException or ObjectDisposedException
-                or Ingest.Srt.SrtException)
+            catch (Exception e) when (IsConnectionFailure(e))
             {
                 _lastError = e is OperationCanceledException ? "timed out connecting" : e.Message;
                 LogFailed(_log, _label, _destination.SafeUrl, _lastError);
@@ -161,6 +159,14 @@ public sealed partial class DestinationPusher
 
         SetState(DestinationState.Idle);
     }
+
+    /// <summary>
+    /// What a destination's connection ends with when the network, the TLS handshake or the destination's
+    /// own bytes fail it: reported as a failure and retried with backoff. Anything else is a bug of ours.
+    /// </summary>
+    internal static bool IsConnectionFailure(Exception e) => e is IOException or SocketException or RtmpProtocolException
+        or TimeoutException or AuthenticationException or OperationCanceledException or Media.Amf.AmfException
+        or ObjectDisposedException or Ingest.Srt.SrtException;
 
     /// <summary>One connection: returns whether it got live; throws on failure.</summary>
     private async Task<bool> PushOnceAsync(PublishTarget target, CancellationToken cancellationToken)

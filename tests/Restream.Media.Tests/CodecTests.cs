@@ -61,7 +61,8 @@ public sealed class CodecTests
     [InlineData(new byte[] { 0x17, 0x80, 0xBB, 0x80, 0x10 }, 96000)]
     public void AudioSpecificConfig_explicit_rates_from_1_Hz_to_96_kHz_are_read(byte[] bytes, int rate)
     {
-        Assert.Equal((2, rate, 2), (AudioSpecificConfig.Parse(bytes).ObjectType, AudioSpecificConfig.Parse(bytes).SampleRate, AudioSpecificConfig.Parse(bytes).Channels));
+        var asc = AudioSpecificConfig.Parse(bytes);
+        Assert.Equal((2, rate, 2), (asc.ObjectType, asc.SampleRate, asc.Channels));
     }
 
     [Theory]

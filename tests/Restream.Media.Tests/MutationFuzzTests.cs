@@ -76,8 +76,7 @@ public sealed class MutationFuzzTests
             var index = random.Next(3) > 0 ? random.Next(Math.Min(12, messages.Count)) : random.Next(messages.Count);
             var original = messages[index];
             var (body, what) = ByteMutator.Mutate(original.Body, random);
-            var hub = new StreamHub("c1", "main", "127.0.0.1:1", TimeProvider.System);
-            var queue = hub.Subscribe();
+            var (hub, queue) = OpenHub();
             string ending;
             try
             {
@@ -101,13 +100,7 @@ public sealed class MutationFuzzTests
             }
             finally
             {
-                while (queue.TryDequeue(out var frame))
-                {
-                    frame.Release();
-                }
-
-                hub.Unsubscribe(queue);
-                hub.End();
+                Close(hub, queue);
             }
 
             endings[$"{original.TypeId}: {ending}"] = endings.GetValueOrDefault($"{original.TypeId}: {ending}") + 1;
@@ -187,8 +180,7 @@ public sealed class MutationFuzzTests
         for (var i = 0; i < 300; i++)
         {
             var (bytes, what) = ByteMutator.Mutate(ts, random, head: ts.Length);
-            var hub = new StreamHub("c1", "main", "127.0.0.1:1", TimeProvider.System);
-            var queue = hub.Subscribe();
+            var (hub, queue) = OpenHub();
             var demuxer = new Restream.Media.Ts.TsDemuxer(hub.Publish);
             try
             {
@@ -223,13 +215,7 @@ public sealed class MutationFuzzTests
             }
             finally
             {
-                while (queue.TryDequeue(out var frame))
-                {
-                    frame.Release();
-                }
-
-                hub.Unsubscribe(queue);
-                hub.End();
+                Close(hub, queue);
             }
         }
 
@@ -297,8 +283,7 @@ public sealed class MutationFuzzTests
     private static int ReadSession(byte[] bytes, int piece)
     {
         using var reader = new ChunkStreamReader();
-        var hub = new StreamHub("c1", "main", "127.0.0.1:1", TimeProvider.System);
-        var queue = hub.Subscribe();
+        var (hub, queue) = OpenHub();
         var count = 0;
         var buffered = 0;
         var consumed = 0;
@@ -336,11 +321,28 @@ public sealed class MutationFuzzTests
         }
         finally
         {
-            hub.Unsubscribe(queue);
-            hub.End();
+            Close(hub, queue);
         }
 
         return count;
+    }
+
+    private static (StreamHub Hub, FrameQueue Queue) OpenHub()
+    {
+        var hub = new StreamHub("c1", "main", "127.0.0.1:1", TimeProvider.System);
+        return (hub, hub.Subscribe());
+    }
+
+    /// <summary>Ends the stream: what the subscriber did not take goes back to the pool with the hub's own frames.</summary>
+    private static void Close(StreamHub hub, FrameQueue queue)
+    {
+        while (queue.TryDequeue(out var frame))
+        {
+            frame.Release();
+        }
+
+        hub.Unsubscribe(queue);
+        hub.End();
     }
 
     /// <summary>What the session does with a message's body.</summary>

@@ -82,7 +82,7 @@ public sealed class TsMuxerTests
         ]);
 
         var media = Demux(output.WrittenSpan).Where(f => f.Body[1] == 1).ToList();
-        var first = media.Single(f => f.Kind == MediaKind.Video && f.Timestamp == media.Where(v => v.Kind == MediaKind.Video).Min(v => v.Timestamp));
+        var first = media.Where(f => f.Kind == MediaKind.Video).MinBy(f => f.Timestamp)!;
         Assert.Equal(key.Body, first.Body);
         var times = media.Select(f => (f.Kind, (int)f.Timestamp - (int)first.Timestamp)).Order().ToList();
         Assert.Equal([(MediaKind.Audio, 47), (MediaKind.Audio, 74), (MediaKind.Video, 0), (MediaKind.Video, 67)], times);
