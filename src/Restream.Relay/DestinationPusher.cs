@@ -253,16 +253,14 @@ public sealed partial class DestinationPusher
         var batch = new List<MediaFrame>(8);
         var heldSince = 0L;
         var direct = new DirectSend(this, client, cancellationToken);
-        queue.SetDirectConsumer(direct);
+        queue.SetLaneWriter(direct);
         try
         {
             while (true)
             {
-                // While we wait with nothing held, the publisher's thread sends what it queues itself.
-                direct.Enabled = batch.Count == 0 && _hub.DeferWakes;
-                var more = await queue.WaitToReadAsync().ConfigureAwait(false);
-                direct.Enabled = false;
-                await direct.SettleAsync().ConfigureAwait(false); // a send it began and could not finish, or its failure
+                // While we wait with nothing held, the publisher's thread writes each read itself (the lane).
+                var more = await queue.WaitToReadAsync(lane: batch.Count == 0 && _hub.DeferWakes).ConfigureAwait(false);
+                await direct.SettleAsync().ConfigureAwait(false); // a write it began and could not finish, or its failure
                 if (!more)
                 {
                     break;
@@ -290,52 +288,64 @@ public sealed partial class DestinationPusher
         }
         finally
         {
-            queue.SetDirectConsumer(null);
+            queue.SetLaneWriter(null);
             Release(batch); // what was held when the send loop stopped
         }
     }
 
     /// <summary>
-    /// Sends on the publisher's thread while the send loop waits (<see cref="FrameQueue.SetDirectConsumer"/>):
-    /// a read's frames go from the hub to the socket without resuming the loop. What the socket cannot
+    /// Writes on the publisher's thread while the send loop waits in the lane (<see cref="FrameQueue.LaneWriter"/>):
+    /// a read's frames go from the hub to the socket without a queue or the loop. What the socket cannot
     /// take at once, and any failure, go to the loop, which is woken to see to them.
     /// </summary>
-    private sealed class DirectSend(DestinationPusher pusher, IPublishClient client, CancellationToken cancellationToken) : FrameQueue.IDirectConsumer
+    private sealed class DirectSend(DestinationPusher pusher, IPublishClient client, CancellationToken cancellationToken) : FrameQueue.LaneWriter
     {
+        private readonly RtmpPublishClient? _rtmp = client as RtmpPublishClient;
         private readonly List<MediaFrame> _batch = new(8);
         private ValueTask _pending;
         private ExceptionDispatchInfo? _failure;
 
-        /// <summary>Set by the send loop: only while it waits with nothing held may frames skip it.</summary>
-        public bool Enabled { get; set; }
-
-        public bool TryTakeNow(FrameQueue queue)
+        public override bool TryWrite(ReadOnlySpan<MediaFrame> frames, out int taken)
         {
-            if (!Enabled)
-            {
-                return false;
-            }
-
+            taken = 0;
             try
             {
-                // A batch short of the limit emptied the queue (the producer is this thread): no second look.
-                int moved;
-                while ((moved = queue.DequeueInto(_batch, MaxBatch)) > 0)
+                cancellationToken.ThrowIfCancellationRequested();
+                while (taken < frames.Length)
                 {
-                    var send = pusher.SendBatchAsync(client, _batch, cancellationToken);
-                    if (!send.IsCompletedSuccessfully)
+                    var part = frames.Slice(taken, Math.Min(MaxBatch, frames.Length - taken));
+                    taken += part.Length;
+                    if (_rtmp is not null && _rtmp.TrySendFramesNow(part, cancellationToken, out var bytes, out var send))
                     {
-                        _pending = send; // releases the batch when it ends
-                        Enabled = false;
-                        return false;
+                        // Plain TCP: one gathering write of the frames' shared chunked bytes, no queue, no copy.
+                        if (!send.IsCompletedSuccessfully)
+                        {
+                            _pending = pusher.CountWhenSentAsync(send, part.Length, bytes);
+                            return false;
+                        }
+
+                        send.GetAwaiter().GetResult();
+                        pusher.CountSent(part.Length, bytes);
+                    }
+                    else
+                    {
+                        // Anything else (SRT, TLS, a write lock held for a moment): the client's own batch send.
+                        foreach (var frame in part)
+                        {
+                            _batch.Add(frame.AddRef());
+                        }
+
+                        var batchSend = pusher.SendBatchAsync(client, _batch, cancellationToken);
+                        if (!batchSend.IsCompletedSuccessfully)
+                        {
+                            _pending = batchSend; // releases the batch when it ends
+                            return false;
+                        }
+
+                        batchSend.GetAwaiter().GetResult();
                     }
 
-                    send.GetAwaiter().GetResult();
                     pusher._directWrites++; // no locked instruction per write on the publisher's thread
-                    if (moved < MaxBatch)
-                    {
-                        break;
-                    }
                 }
 
                 return true;
@@ -343,14 +353,14 @@ public sealed partial class DestinationPusher
             catch (Exception e)
             {
                 // Never the publisher's problem: the send loop rethrows it and the destination reconnects.
-                // (SendBatchAsync has released the batch.)
+                // (SendBatchAsync has released its batch; what was not written is dropped with the connection.)
                 _failure = ExceptionDispatchInfo.Capture(e);
-                Enabled = false;
+                taken = frames.Length;
                 return false;
             }
         }
 
-        /// <summary>On the send loop, once woken: finishes a send begun here, or throws why it failed.</summary>
+        /// <summary>On the send loop, once woken: finishes a write begun here, or throws why it failed.</summary>
         public async ValueTask SettleAsync()
         {
             if (_failure is { } failure)
@@ -363,6 +373,18 @@ public sealed partial class DestinationPusher
             _pending = default;
             await pending.ConfigureAwait(false);
         }
+    }
+
+    private void CountSent(int frames, long bytes)
+    {
+        Interlocked.Add(ref _bytesSent, bytes);
+        Interlocked.Add(ref _framesSent, frames);
+    }
+
+    private async ValueTask CountWhenSentAsync(ValueTask send, int frames, long bytes)
+    {
+        await send.ConfigureAwait(false);
+        CountSent(frames, bytes);
     }
 
     /// <summary>

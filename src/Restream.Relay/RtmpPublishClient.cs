@@ -278,6 +278,25 @@ public sealed class RtmpPublishClient : IPublishClient
         return _connection.SendFramesAsync(frames, _streamId, cancellationToken);
     }
 
+    /// <summary>
+    /// Sends audio and video frames now when that takes no waiting (see <see cref="RtmpConnection.TrySendFramesNow"/>):
+    /// false, with nothing done, when it cannot or a frame is a data message (those go alone).
+    /// </summary>
+    public bool TrySendFramesNow(ReadOnlySpan<MediaFrame> frames, CancellationToken cancellationToken, out int bytes, out ValueTask send)
+    {
+        foreach (var frame in frames)
+        {
+            if (frame.Kind == MediaKind.Data)
+            {
+                bytes = 0;
+                send = default;
+                return false;
+            }
+        }
+
+        return _connection.TrySendFramesNow(frames, _streamId, cancellationToken, out bytes, out send);
+    }
+
     /// <summary>Ends the publish politely (FCUnpublish, deleteStream) before closing.</summary>
     public async Task UnpublishAsync(string streamName, CancellationToken cancellationToken)
     {

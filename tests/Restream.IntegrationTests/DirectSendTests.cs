@@ -61,6 +61,35 @@ public sealed class DirectSendTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_write_on_the_publishers_thread_declines_while_another_is_unfinished()
+    {
+        await using var connection = new RtmpConnection(new NetworkStream(_sender, ownsSocket: false), "test");
+        MediaFrame[] big = [Frame(MediaKind.Video, 0, 300_000, 1), Frame(MediaKind.Audio, 10, 300, 2)];
+        MediaFrame[] next = [Frame(MediaKind.Video, 33, 2_000, 3)];
+        try
+        {
+            var expected = big.Concat(next).SelectMany(f => f.GetChunked(connection.OutChunkSize, 1, out _).ToArray()).ToArray();
+            Assert.True(connection.TrySendFramesNow(big, 1, CancellationToken.None, out var total, out var sending));
+            Assert.Equal(big.Sum(f => f.GetChunked(connection.OutChunkSize, 1, out _).Length), total);
+            Assert.False(sending.IsCompleted, "the socket could not have taken 300 kB at once");
+
+            // The rest of the first write still goes out through the pipe: nothing may pass it.
+            Assert.False(connection.TrySendFramesNow(next, 1, CancellationToken.None, out _, out _));
+            var reading = ReadAsync(expected.Length);
+            await sending;
+            Assert.True(connection.TrySendFramesNow(next, 1, CancellationToken.None, out _, out var after));
+            await after;
+            var received = await reading.WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.True(expected.AsSpan().SequenceEqual(received), "the bytes differ from the chunked frames, in order");
+        }
+        finally
+        {
+            Array.ForEach(big, f => f.Release());
+            Array.ForEach(next, f => f.Release());
+        }
+    }
+
+    [Fact]
     public async Task A_closed_peer_is_an_IOException_not_a_crash()
     {
         await using var connection = new RtmpConnection(new NetworkStream(_sender, ownsSocket: false), "test");

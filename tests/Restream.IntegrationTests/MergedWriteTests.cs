@@ -238,6 +238,61 @@ public sealed class MergedWriteTests
         hub.End();
     }
 
+    [Fact]
+    public async Task Destinations_waiting_in_the_lane_get_each_read_without_their_queues()
+    {
+        var (hub, first, firstClient, firstSending, _) = StartDeferred();
+        var (second, secondClient, secondSending) = AddDestination(hub);
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        hub.FlushWakes();
+        await WaitUntilAsync(() => secondClient.Batches.Count > 0 && secondClient.Batches[^1].Contains("V0"));
+
+        Publish(hub, MediaKind.Video, 33, Interframe);
+        Publish(hub, MediaKind.Audio, 40, Audio);
+        Assert.Equal(0, first.Count); // the hub holds the read for both, once
+        Assert.Equal(0, second.Count);
+        hub.FlushWakes();
+
+        Assert.Equal(["V33", "A40"], firstClient.Batches[^1]);
+        Assert.Equal(["V33", "A40"], secondClient.Batches[^1]);
+        hub.End();
+        await Task.WhenAll(firstSending, secondSending).WaitAsync(TimeSpan.FromSeconds(5));
+        foreach (var client in new[] { firstClient, secondClient })
+        {
+            Assert.Equal(["V0", "V33", "A40"], client.Batches.SelectMany(b => b).Where(f => !f.EndsWith("Header", StringComparison.Ordinal)));
+        }
+    }
+
+    [Fact]
+    public async Task A_destination_that_rejoins_the_lane_during_a_read_gets_each_frame_once_in_order()
+    {
+        var (hub, _, steady, steadySending, _) = StartDeferred();
+        var (_, rejoining, rejoiningSending) = AddDestination(hub);
+        Publish(hub, MediaKind.Video, 0, Keyframe);
+        hub.FlushWakes();
+        await WaitUntilAsync(() => rejoining.Batches.Count > 0 && rejoining.Batches[^1].Contains("V0"));
+
+        var slow = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        rejoining.Next = () => new ValueTask(slow.Task); // its next write waits for room: it leaves the lane
+        Publish(hub, MediaKind.Video, 33, Interframe);
+        hub.FlushWakes();
+
+        // One read: the first frame finds it busy (queued for it), the second finds it back in the lane.
+        Publish(hub, MediaKind.Video, 66, Interframe);
+        slow.SetResult();
+        await WaitUntilAsync(() => rejoining.Batches[^1] is ["V66"]);
+        await Task.Delay(50); // its send loop goes back to waiting, in the lane
+        Publish(hub, MediaKind.Audio, 70, Audio);
+        hub.FlushWakes();
+
+        hub.End();
+        await Task.WhenAll(steadySending, rejoiningSending).WaitAsync(TimeSpan.FromSeconds(5));
+        foreach (var client in new[] { steady, rejoining })
+        {
+            Assert.Equal(["V0", "V33", "V66", "A70"], client.Batches.SelectMany(b => b).Where(f => !f.EndsWith("Header", StringComparison.Ordinal)));
+        }
+    }
+
     private static async Task WaitUntilAsync(Func<bool> condition)
     {
         var deadline = DateTime.UtcNow.AddSeconds(5);
@@ -261,6 +316,16 @@ public sealed class MergedWriteTests
         var queue = hub.Subscribe();
         var sending = pusher.SendAsync(client, queue, CancellationToken.None);
         return (hub, queue, client, sending, pusher);
+    }
+
+    /// <summary>Another destination of the same hub, with its own pusher and client.</summary>
+    private static (FrameQueue Queue, RecordingClient Client, Task Sending) AddDestination(StreamHub hub)
+    {
+        var pusher = new DestinationPusher(hub, new DestinationConfig("d2", "other", new Uri("rtmp://127.0.0.1/app"), "key", true),
+            new RelayOptions(), null, new FakeTimeProvider(), NullLogger<DestinationPusher>.Instance);
+        var client = new RecordingClient();
+        var queue = hub.Subscribe();
+        return (queue, client, pusher.SendAsync(client, queue, CancellationToken.None));
     }
 
     private static (FakeTimeProvider Time, StreamHub Hub, RecordingClient Client, Task Sending) Start(TimeSpan window, bool withVideo)

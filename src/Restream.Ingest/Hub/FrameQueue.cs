@@ -9,8 +9,9 @@ namespace Restream.Ingest.Hub;
 /// then everything up to the next keyframe, so the subscriber resumes on a decodable picture.
 /// Sequence headers and metadata are never dropped. One consumer; waiting does not allocate.
 /// The consumer's continuation runs on the thread that wakes it (the publisher's, after the hub
-/// has let go of its lock): like an event loop, a frame is sent to every destination whose socket
-/// can take it without a thread hop; a destination that cannot take it returns at once.
+/// has let go of its lock). A consumer with a <see cref="LaneWriter"/> that waits with nothing
+/// held is "in the lane": the hub skips its queue and hands it a read's frames to write on the
+/// publisher's thread (<see cref="StreamHub.FlushWakes"/>), like an event loop's write.
 /// </summary>
 public sealed class FrameQueue : IValueTaskSource<bool>
 {
@@ -23,6 +24,8 @@ public sealed class FrameQueue : IValueTaskSource<bool>
     private bool _waiting;
     private bool _completed;
     private bool _awaitingKeyframe;
+    private volatile bool _inLane;
+    private LaneWriter? _writer;
 
     public FrameQueue(int maxFrames = 2048, long maxBytes = 32 * 1024 * 1024)
     {
@@ -113,6 +116,7 @@ public sealed class FrameQueue : IValueTaskSource<bool>
             if (_waiting)
             {
                 _waiting = false;
+                _inLane = false;
                 wake = true;
             }
         }
@@ -121,46 +125,86 @@ public sealed class FrameQueue : IValueTaskSource<bool>
     }
 
     /// <summary>
-    /// Takes what is queued on the producer's thread while the reader waits (see <see cref="SetDirectConsumer"/>).
+    /// Writes frames for a consumer on the producer's thread while the consumer waits in the lane
+    /// (see <see cref="SetLaneWriter"/>): one virtual call per read, nothing queued.
     /// </summary>
-    internal interface IDirectConsumer
+    internal abstract class LaneWriter
     {
         /// <summary>
-        /// Called on the producer's thread while the reader waits and frames are queued: take them and
-        /// send them now. True when that is done and the reader may go on waiting; false to wake the
-        /// reader instead (it declined, or the send could not finish at once and the reader must see to it).
+        /// Writes <paramref name="frames"/> now, in order (the caller keeps its references). True when
+        /// all of them were written and the consumer may go on waiting. False when the consumer must be
+        /// woken: <paramref name="taken"/> frames were taken (a write the socket could not finish at
+        /// once goes on without the caller; a failure takes them all), the rest is queued for the consumer.
         /// </summary>
-        bool TryTakeNow(FrameQueue queue);
+        public abstract bool TryWrite(ReadOnlySpan<MediaFrame> frames, out int taken);
     }
 
-    private volatile IDirectConsumer? _direct;
+    /// <summary>
+    /// While the consumer waits with nothing held (<see cref="WaitToReadAsync(bool)"/> with the lane),
+    /// the hub hands new frames to <paramref name="writer"/> on the producer's thread instead of queueing
+    /// them and resuming the consumer: the same work without the queue, the consumer's continuation,
+    /// its second look at the queue and its going back to wait. Null to stop.
+    /// </summary>
+    internal void SetLaneWriter(LaneWriter? writer)
+    {
+        lock (_gate)
+        {
+            _writer = writer;
+            if (writer is null)
+            {
+                _inLane = false;
+            }
+        }
+    }
+
+    /// <summary>The consumer waits in the lane: frames may go to <see cref="WriteLane"/> instead of the queue.</summary>
+    internal bool InLane => _inLane;
+
+    /// <summary>Which flush of the hub's lane this queue last joined (the hub's own bookkeeping, on the producer's thread).</summary>
+    internal int LaneFlush { get; set; }
 
     /// <summary>
-    /// While the reader waits, the producer hands new frames to <paramref name="consumer"/> on its own
-    /// thread instead of resuming the reader: the same work without the reader's continuation, its
-    /// second look at the queue and its going back to wait. Null to stop.
+    /// Hands a read's frames to the lane writer of a consumer that waits in the lane; the consumer is
+    /// woken only when the writer could not finish them (it then queues the rest) or the queue completed.
     /// </summary>
-    internal void SetDirectConsumer(IDirectConsumer? consumer) => _direct = consumer;
-
-    /// <summary>Wakes the waiting reader (its continuation runs here, on this thread), or lets the direct consumer take the frames.</summary>
-    internal void Wake()
+    internal void WriteLane(ReadOnlySpan<MediaFrame> frames)
     {
-        // Only one thread at a time gets here for a waiting reader: the one whose enqueue (or
-        // completion) cleared _waiting. So the direct consumer never runs beside the reader.
-        if (_direct is { } direct && direct.TryTakeNow(this))
+        LaneWriter writer;
+        lock (_gate)
         {
-            lock (_gate)
+            if (!_inLane || _writer is null)
             {
-                if (_items.Count == 0 && !_completed)
-                {
-                    _waiting = true; // still waiting: the next frame comes this way again
-                    return;
-                }
+                return; // the queue completed since: its consumer is leaving
+            }
+
+            // Claim the waiting consumer: nobody else wakes it while we write (see Wake).
+            _inLane = false;
+            _waiting = false;
+            writer = _writer;
+        }
+
+        var written = writer.TryWrite(frames, out var taken);
+        lock (_gate)
+        {
+            if (written && _items.Count == 0 && !_completed)
+            {
+                _waiting = true;
+                _inLane = true; // still waiting: the next read comes this way again
+                return;
+            }
+
+            for (var i = taken; i < frames.Length && !_completed; i++)
+            {
+                _items.Enqueue(frames[i].AddRef());
+                _bytes += frames[i].Length;
             }
         }
 
         _signal.SetResult(true);
     }
+
+    /// <summary>Wakes the waiting reader (its continuation runs here, on this thread).</summary>
+    internal void Wake() => _signal.SetResult(true);
 
     private void DropBacklog()
     {
@@ -216,7 +260,14 @@ public sealed class FrameQueue : IValueTaskSource<bool>
     }
 
     /// <summary>Completes when a frame is available (true) or the queue was completed and is empty (false).</summary>
-    public ValueTask<bool> WaitToReadAsync()
+    public ValueTask<bool> WaitToReadAsync() => WaitToReadAsync(lane: false);
+
+    /// <summary>
+    /// Completes when a frame is available (true) or the queue was completed and is empty (false).
+    /// With <paramref name="lane"/>, a consumer that has a lane writer and holds nothing back waits in
+    /// the lane: the producer writes new frames through it and wakes the consumer only when needed.
+    /// </summary>
+    internal ValueTask<bool> WaitToReadAsync(bool lane)
     {
         lock (_gate)
         {
@@ -232,6 +283,7 @@ public sealed class FrameQueue : IValueTaskSource<bool>
 
             _signal.Reset();
             _waiting = true;
+            _inLane = lane && _writer is not null && !_awaitingKeyframe;
             return new ValueTask<bool>(this, _signal.Version);
         }
     }
@@ -248,6 +300,7 @@ public sealed class FrameQueue : IValueTaskSource<bool>
             }
 
             _completed = true;
+            _inLane = false;
             if (_waiting)
             {
                 _waiting = false;

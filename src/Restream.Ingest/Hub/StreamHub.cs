@@ -29,6 +29,11 @@ public sealed class StreamHub
     private FrameQueue[] _subscribers = [];
     private List<FrameQueue> _deferred = [];
     private List<FrameQueue>? _spareDeferred = [];
+    private List<MediaFrame> _lane = [];
+    private List<MediaFrame>? _spareLane = [];
+    private List<(FrameQueue Queue, int From)> _laneMembers = [];
+    private List<(FrameQueue Queue, int From)>? _spareLaneMembers = [];
+    private int _laneFlush = 1;
     private MediaFrame? _metadata;
     private MediaFrame? _videoHeader;
     private MediaFrame? _audioHeader;
@@ -62,7 +67,9 @@ public sealed class StreamHub
     /// <summary>
     /// When set, subscribers are not woken frame by frame but by <see cref="FlushWakes"/>: the publisher's
     /// reader calls it once it has taken everything one read brought, so each destination sends all
-    /// of it in one write (see <see cref="Rtmp.ArrivalPlanner"/>).
+    /// of it in one write (see <see cref="Rtmp.ArrivalPlanner"/>). A subscriber waiting in the lane
+    /// (<see cref="FrameQueue.LaneWriter"/>) gets the read's audio and video without its queue: the
+    /// hub keeps one reference to each frame for all of them and hands them over at the flush.
     /// </summary>
     public bool DeferWakes { get; set; }
 
@@ -83,6 +90,11 @@ public sealed class StreamHub
     /// </summary>
     public void Publish(MediaFrame frame)
     {
+        if (frame.Kind == MediaKind.Data)
+        {
+            WriteLane(); // what the lane holds goes before it, in order
+        }
+
         Interlocked.Increment(ref _framesIn);
         Interlocked.Add(ref _bytesIn, frame.Length);
         lock (_gate)
@@ -113,16 +125,38 @@ public sealed class StreamHub
     [ThreadStatic]
     private static List<FrameQueue>? t_toWake;
 
-    /// <summary>Hands the frame to every subscriber; who must be woken is noted for after the lock.</summary>
+    /// <summary>
+    /// Hands the frame to every subscriber: to its queue, or, for a subscriber waiting in the lane, to
+    /// the lane's frames of this flush. Who must be woken is noted for after the lock.
+    /// </summary>
     private void EnqueueAll(MediaFrame frame, bool boundary)
     {
         var toWake = DeferWakes ? _deferred : t_toWake ??= [];
+        var laneable = DeferWakes && frame.Kind != MediaKind.Data;
+        var laned = false;
         foreach (var subscriber in _subscribers)
         {
+            if (laneable && subscriber.InLane)
+            {
+                if (subscriber.LaneFlush != _laneFlush)
+                {
+                    subscriber.LaneFlush = _laneFlush;
+                    _laneMembers.Add((subscriber, _lane.Count)); // it gets this frame and every later one of the flush
+                }
+
+                laned = true;
+                continue;
+            }
+
             if (subscriber.EnqueueWithoutWaking(frame.AddRef(), boundary))
             {
                 toWake.Add(subscriber);
             }
+        }
+
+        if (laned)
+        {
+            _lane.Add(frame.AddRef());
         }
     }
 
@@ -150,9 +184,13 @@ public sealed class StreamHub
         }
     }
 
-    /// <summary>Wakes the subscribers that frames were queued for since the last flush (see <see cref="DeferWakes"/>).</summary>
+    /// <summary>
+    /// Writes the lane's frames for the subscribers waiting in it, then wakes the subscribers that frames
+    /// were queued for since the last flush (see <see cref="DeferWakes"/>).
+    /// </summary>
     public void FlushWakes()
     {
+        WriteLane();
         List<FrameQueue> toWake;
         lock (_gate)
         {
@@ -183,9 +221,56 @@ public sealed class StreamHub
         }
     }
 
+    /// <summary>Hands the lane's frames to the subscribers that joined it, each from where it joined, outside the hub's lock.</summary>
+    private void WriteLane()
+    {
+        List<MediaFrame> frames;
+        List<(FrameQueue Queue, int From)> members;
+        lock (_gate)
+        {
+            if (_laneMembers.Count == 0)
+            {
+                return;
+            }
+
+            frames = _lane;
+            members = _laneMembers;
+            _lane = _spareLane ?? [];
+            _laneMembers = _spareLaneMembers ?? [];
+            _spareLane = null;
+            _spareLaneMembers = null;
+            _laneFlush++;
+        }
+
+        try
+        {
+            var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(frames);
+            foreach (var (queue, from) in members)
+            {
+                queue.WriteLane(span[from..]);
+            }
+        }
+        finally
+        {
+            foreach (var frame in frames)
+            {
+                frame.Release();
+            }
+
+            frames.Clear();
+            members.Clear();
+            lock (_gate)
+            {
+                _spareLane ??= frames;
+                _spareLaneMembers ??= members;
+            }
+        }
+    }
+
     /// <summary>Sets the stream's metadata: an <c>onMetaData</c> data message body.</summary>
     public void SetMetadata(MediaFrame frame, AmfObject metadata)
     {
+        WriteLane(); // what the lane holds goes before the metadata, in order
         lock (_gate)
         {
             Metadata = metadata;
@@ -300,6 +385,7 @@ public sealed class StreamHub
     /// <summary>Ends the stream: subscribers drain what they have and then see the end.</summary>
     public void End()
     {
+        WriteLane(); // the last read reaches the subscribers in the lane before they see the end
         FrameQueue[] subscribers;
         lock (_gate)
         {

@@ -399,11 +399,11 @@ public sealed class RtmpConnection : IAsyncDisposable
     /// <see cref="MediaFrame.GetChunked"/>), straight to <c>sendmsg</c>: what the socket took.
     /// </summary>
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
-    private unsafe int SendNow(List<MediaFrame> frames, uint streamId, out int total)
+    private unsafe int SendNow(ReadOnlySpan<MediaFrame> frames, uint streamId, out int total)
     {
-        var vectors = stackalloc UnixSockets.IoVector[frames.Count];
+        var vectors = stackalloc UnixSockets.IoVector[frames.Length];
         total = 0;
-        for (var i = 0; i < frames.Count; i++)
+        for (var i = 0; i < frames.Length; i++)
         {
             var chunked = frames[i].GetChunked(OutChunkSize, streamId, out _);
             if (!MemoryMarshal.TryGetArray(chunked, out var segment))
@@ -415,7 +415,7 @@ public sealed class RtmpConnection : IAsyncDisposable
             total += segment.Count;
         }
 
-        return UnixSockets.Send(_socket!, vectors, frames.Count);
+        return UnixSockets.Send(_socket!, vectors, frames.Length);
     }
 
     /// <summary>Sends what the socket could not take at once; the write lock is held and released here.</summary>
@@ -451,19 +451,37 @@ public sealed class RtmpConnection : IAsyncDisposable
             return SendFramesSlowAsync(frames, streamId, cancellationToken);
         }
 
-        var total = 0;
+        return SendFramesLocked(CollectionsMarshal.AsSpan(frames), streamId, cancellationToken, out _);
+    }
+
+    /// <summary>
+    /// Sends media frames now, on the caller's thread, when that takes no waiting: plain TCP, the write
+    /// lock free, one gathering write of their shared chunked bytes (<paramref name="total"/> bytes).
+    /// False, with nothing done, when it cannot. What the socket does not take at once is copied to
+    /// the pipe, and <paramref name="send"/> completes once that is out.
+    /// </summary>
+    public bool TrySendFramesNow(ReadOnlySpan<MediaFrame> frames, uint streamId, CancellationToken cancellationToken, out int total, out ValueTask send)
+    {
+        total = 0;
+        send = default;
+        if (_socket is null || frames.Length > UnixSockets.MaxVectors || !_writeLock.Wait(0))
+        {
+            return false;
+        }
+
+        send = SendFramesLocked(frames, streamId, cancellationToken, out total);
+        return true;
+    }
+
+    /// <summary>The write lock is held (and released here): one gathering send, the rest through the pipe.</summary>
+    private ValueTask SendFramesLocked(ReadOnlySpan<MediaFrame> frames, uint streamId, CancellationToken cancellationToken, out int total)
+    {
         var sent = 0;
         try
         {
-            if (OperatingSystem.IsLinux() && frames.Count <= UnixSockets.MaxVectors)
-            {
-                sent = SendNow(frames, streamId, out total);
-            }
-            else
-            {
-                sent = SendGathered(frames, streamId, out total);
-            }
-
+            sent = OperatingSystem.IsLinux() && frames.Length <= UnixSockets.MaxVectors
+                ? SendNow(frames, streamId, out total)
+                : SendGathered(frames, streamId, out total);
             Interlocked.Add(ref _bytesSent, sent);
             if (sent == total)
             {
@@ -471,11 +489,12 @@ public sealed class RtmpConnection : IAsyncDisposable
                 return ValueTask.CompletedTask;
             }
 
-            // The socket took part of it: the rest waits in the pipe, in order.
+            // The socket took part of it: the rest waits in the pipe, in order (a copy: the caller
+            // may release the frames once this returns).
             var skip = sent;
-            for (var i = 0; i < frames.Count; i++)
+            foreach (var frame in frames)
             {
-                var chunked = frames[i].GetChunked(OutChunkSize, streamId, out _).Span;
+                var chunked = frame.GetChunked(OutChunkSize, streamId, out _).Span;
                 if (skip >= chunked.Length)
                 {
                     skip -= chunked.Length;
@@ -496,13 +515,13 @@ public sealed class RtmpConnection : IAsyncDisposable
     }
 
     /// <summary>The portable gathering send (.NET pins each buffer): for Windows and very long batches.</summary>
-    private int SendGathered(List<MediaFrame> frames, uint streamId, out int total)
+    private int SendGathered(ReadOnlySpan<MediaFrame> frames, uint streamId, out int total)
     {
         total = 0;
         _gather.Clear();
         try
         {
-            for (var i = 0; i < frames.Count; i++)
+            for (var i = 0; i < frames.Length; i++)
             {
                 var chunked = frames[i].GetChunked(OutChunkSize, streamId, out _);
                 if (!MemoryMarshal.TryGetArray(chunked, out var segment))
