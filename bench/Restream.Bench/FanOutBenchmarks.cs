@@ -76,6 +76,87 @@ public class FanOutBenchmarks
     }
 }
 
+/// <summary>
+/// The relay's own fan-out since the eighteenth session, without sockets: a hub that flushes once per
+/// read (as the ingest does with merged reads) and N destinations waiting in the lane, whose writers
+/// take the read's shared chunked bytes (where the real one hands them to <c>sendmsg</c>). No queue,
+/// no reference per destination. Steady state should allocate nothing per frame.
+/// </summary>
+[MemoryDiagnoser]
+public class LaneFanOutBenchmarks
+{
+    private StreamHub _hub = null!;
+    private FrameQueue[] _queues = [];
+    private ChunkTaker[] _writers = [];
+    private byte[] _body = [];
+    private uint _timestamp;
+
+    [Params(1, 4, 16)]
+    public int Destinations { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _hub = new StreamHub("c", "bench", "-", TimeProvider.System) { DeferWakes = true };
+        _queues = [.. Enumerable.Range(0, Destinations).Select(_ => _hub.Subscribe())];
+        _writers = [.. _queues.Select(_ => new ChunkTaker())];
+        for (var i = 0; i < _queues.Length; i++)
+        {
+            _queues[i].SetLaneWriter(_writers[i]);
+            _ = _queues[i].WaitToReadAsync(lane: true); // waits in the lane from now on: the writer takes every read
+        }
+
+        _body = new byte[12_500]; // one frame of a 3 Mb/s 30 fps feed
+        _body[0] = 0x27;
+        _body[1] = 1;
+        PublishAndFlush(0x17);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        foreach (var queue in _queues)
+        {
+            _hub.Unsubscribe(queue);
+        }
+
+        _hub.End();
+    }
+
+    private void PublishAndFlush(byte first)
+    {
+        var buffer = MediaBuffers.Pool.Rent(_body.Length);
+        _body.CopyTo(buffer, 0);
+        buffer[0] = first;
+        _hub.Publish(MediaFrame.Create(MediaKind.Video, _timestamp += 33, buffer, _body.Length));
+        _hub.FlushWakes();
+    }
+
+    [Benchmark(Description = "publish one frame, flush the read to every destination in the lane, chunk once")]
+    public long PublishThroughTheLane()
+    {
+        PublishAndFlush(_timestamp % (60 * 33) == 0 ? (byte)0x17 : (byte)0x27);
+        return _writers[^1].Bytes;
+    }
+
+    /// <summary>Stands in for a destination's socket: takes each frame's shared chunked bytes.</summary>
+    private sealed class ChunkTaker : FrameQueue.LaneWriter
+    {
+        public long Bytes { get; private set; }
+
+        public override bool TryWrite(ReadOnlySpan<MediaFrame> frames, out int taken)
+        {
+            foreach (var frame in frames)
+            {
+                Bytes += frame.GetChunked(4096, 1, out _).Length;
+            }
+
+            taken = frames.Length;
+            return true;
+        }
+    }
+}
+
 /// <summary>Parsing a captured ffmpeg publish session (chunks → messages).</summary>
 [MemoryDiagnoser]
 public class ChunkParseBenchmarks
