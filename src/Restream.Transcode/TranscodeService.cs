@@ -101,16 +101,40 @@ public sealed partial class TranscodeService(
         }
     }
 
+    /// <summary>How long a live stream may go without a usable video size before the log says why it is not transcoded.</summary>
+    internal static readonly TimeSpan VideoSizeWait = TimeSpan.FromSeconds(5);
+
+    /// <summary>Why a live stream has no video size to plan a ladder from, in a streamer's words.</summary>
+    internal static string WhyNoVideoSize(StreamMediaInfo? media) => media switch
+    {
+        null or { VideoCodec: null } => "the stream has no video (an audio-only stream gets no ladder)",
+        { VideoCodec: not "H264" and var codec } => $"its video is {codec}, whose picture size the server does not read: only H.264 sources are transcoded",
+        _ => "its H.264 sequence header gives no usable picture size (damaged, or a size H.264 does not allow)",
+    };
+
     /// <summary>The job as a worker anywhere needs it, once the stream's sequence headers are in.</summary>
     private async Task<TranscodeJobRequest> DescribeAsync(StreamHub hub, CancellationToken cancellationToken)
     {
-        // The ladder follows the source: wait for its sequence headers.
+        // The ladder follows the source: wait for its sequence headers, and say so when they do not come.
+        var waitingSince = time.GetTimestamp();
+        var warned = false;
         while (hub.Media is not { Width: > 0 } && !cancellationToken.IsCancellationRequested)
         {
+            if (!warned && time.GetElapsedTime(waitingSince) >= VideoSizeWait)
+            {
+                LogNoVideoSize(_log, hub.Name, VideoSizeWait.TotalSeconds, WhyNoVideoSize(hub.Media));
+                warned = true;
+            }
+
             await Task.Delay(TimeSpan.FromMilliseconds(100), time, cancellationToken).ConfigureAwait(false);
         }
 
         var media = hub.Media!;
+        if (warned)
+        {
+            LogVideoSizeAfterAll(_log, hub.Name, media.Width, media.Height);
+        }
+
         // The encoder's own figure (onMetaData videodatarate, kb/s) is better than a guess from the first second.
         var seconds = Math.Max(0.5, (time.GetUtcNow() - hub.StartedAt).TotalSeconds);
         var sourceKbps = hub.Metadata?.GetNumber("videodatarate") is > 0 and var announced
@@ -177,6 +201,12 @@ public sealed partial class TranscodeService(
 
         await Task.WhenAll(_jobs.Values.Select(e => e.Run)).WaitAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "[transcode {Channel}] no HLS/DASH yet: after {Seconds} s live, {Reason}. The relay to destinations is unaffected; transcoding starts if a usable video header comes")]
+    private static partial void LogNoVideoSize(ILogger logger, string channel, double seconds, string reason);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "[transcode {Channel}] the video size is known after all ({Width}x{Height}): transcoding")]
+    private static partial void LogVideoSizeAfterAll(ILogger logger, string channel, int width, int height);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "[transcode {Channel}] stopped")]
     private static partial void LogStopped(ILogger logger, string channel);

@@ -182,6 +182,32 @@ public sealed class TranscodeTests
     }
 
     [Fact]
+    public async Task An_audio_only_stream_is_relayed_and_the_log_says_why_it_gets_no_ladder()
+    {
+        var output = TestPorts.NewTempDirectory("hls-radio");
+        await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "radio",
+            ["Restream:Channels:0:StreamKey"] = "radio_key_1029384756",
+            ["Restream:Transcode:Enabled"] = "true",
+            ["Restream:Transcode:OutputDirectory"] = output,
+        });
+        var transcode = server.Services.GetRequiredService<TranscodeService>();
+        await using (var publisher = Ffmpeg.Publish(server.PublishUrl("radio_key_1029384756"), 12,
+            outputOptions: ["-vn", "-af", "arealtime"])) // audio alone is not paced by -re: the filter keeps it live
+        {
+            var warning = "[transcode radio] no HLS/DASH yet";
+            Assert.True(await TestPorts.EventuallyAsync(() => server.Log.Text.Contains(warning, StringComparison.Ordinal), TimeSpan.FromSeconds(10), 200),
+                $"no word on the missing ladder:\n{server.Log.Text}");
+            Assert.Contains("an audio-only stream gets no ladder", server.Log.Text);
+            Assert.Single(server.Log.Lines, line => line.Contains(warning, StringComparison.Ordinal)); // said once, not every 100 ms
+            Assert.Null(transcode.Find("radio")); // no ffmpeg started on an impossible ladder
+            Assert.Equal(0, server.Streams.Find("radio")?.Media?.Width);
+            Assert.True(server.Streams.Find("radio")?.FramesIn > 0, "the stream itself is live");
+        }
+    }
+
+    [Fact]
     public async Task Recording_on_request_writes_the_source_to_a_playable_mp4()
     {
         var output = TestPorts.NewTempDirectory("rec");
