@@ -5,57 +5,71 @@ using Restream.Media.Rtmp;
 
 namespace Restream.Bench;
 
+/// <summary>A hub with N subscribers and a 12.5 kB video frame to publish (one frame of a 3 Mb/s 30 fps feed).</summary>
+public abstract class HubBenchmarks
+{
+    private byte[] _body = [];
+    private uint _timestamp;
+
+    protected StreamHub Hub { get; private set; } = null!;
+
+    protected FrameQueue[] Queues { get; private set; } = [];
+
+    [Params(1, 4, 16)]
+    public int Destinations { get; set; }
+
+    /// <summary>A keyframe every 60 frames keeps the GOP cache bounded, as a live stream does.</summary>
+    protected byte NextFirstByte => _timestamp % (60 * 33) == 0 ? (byte)0x17 : (byte)0x27;
+
+    protected void SetUpHub(bool deferWakes)
+    {
+        Hub = new StreamHub("c", "bench", "-", TimeProvider.System) { DeferWakes = deferWakes };
+        Queues = [.. Enumerable.Range(0, Destinations).Select(_ => Hub.Subscribe())];
+        _body = new byte[12_500];
+        _body[0] = 0x27;
+        _body[1] = 1;
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        foreach (var queue in Queues)
+        {
+            Hub.Unsubscribe(queue);
+        }
+
+        Hub.End();
+    }
+
+    protected void Publish(byte first)
+    {
+        var buffer = MediaBuffers.Pool.Rent(_body.Length);
+        _body.CopyTo(buffer, 0);
+        buffer[0] = first;
+        Hub.Publish(MediaFrame.Create(MediaKind.Video, _timestamp += 33, buffer, _body.Length));
+    }
+}
+
 /// <summary>
 /// The hot path of the relay without sockets: one frame in, chunked once, handed to N subscribers,
 /// each of which dequeues it, takes the shared chunked bytes and releases it. Run with the memory
 /// diagnoser: steady state should allocate nothing per frame.
 /// </summary>
 [MemoryDiagnoser]
-public class FanOutBenchmarks
+public class FanOutBenchmarks : HubBenchmarks
 {
-    private StreamHub _hub = null!;
-    private FrameQueue[] _queues = [];
-    private byte[] _body = [];
-    private uint _timestamp;
-
-    [Params(1, 4, 16)]
-    public int Destinations { get; set; }
-
     [GlobalSetup]
     public void Setup()
     {
-        _hub = new StreamHub("c", "bench", "-", TimeProvider.System);
-        _queues = [.. Enumerable.Range(0, Destinations).Select(_ => _hub.Subscribe())];
-        _body = new byte[12_500]; // one frame of a 3 Mb/s 30 fps feed
-        _body[0] = 0x27;
-        _body[1] = 1;
+        SetUpHub(deferWakes: false);
         Publish(0x17);
         Drain();
-    }
-
-    [GlobalCleanup]
-    public void Cleanup()
-    {
-        foreach (var queue in _queues)
-        {
-            _hub.Unsubscribe(queue);
-        }
-
-        _hub.End();
-    }
-
-    private void Publish(byte first)
-    {
-        var buffer = MediaBuffers.Pool.Rent(_body.Length);
-        _body.CopyTo(buffer, 0);
-        buffer[0] = first;
-        _hub.Publish(MediaFrame.Create(MediaKind.Video, _timestamp += 33, buffer, _body.Length));
     }
 
     private int Drain()
     {
         var bytes = 0;
-        foreach (var queue in _queues)
+        foreach (var queue in Queues)
         {
             while (queue.TryDequeue(out var frame))
             {
@@ -70,8 +84,7 @@ public class FanOutBenchmarks
     [Benchmark(Description = "publish one frame, fan out, chunk once, release")]
     public int PublishAndFanOut()
     {
-        // A keyframe every 60 frames keeps the GOP cache bounded, as a live stream does.
-        Publish(_timestamp % (60 * 33) == 0 ? (byte)0x17 : (byte)0x27);
+        Publish(NextFirstByte);
         return Drain();
     }
 }
@@ -83,59 +96,30 @@ public class FanOutBenchmarks
 /// no reference per destination. Steady state should allocate nothing per frame.
 /// </summary>
 [MemoryDiagnoser]
-public class LaneFanOutBenchmarks
+public class LaneFanOutBenchmarks : HubBenchmarks
 {
-    private StreamHub _hub = null!;
-    private FrameQueue[] _queues = [];
     private ChunkTaker[] _writers = [];
-    private byte[] _body = [];
-    private uint _timestamp;
-
-    [Params(1, 4, 16)]
-    public int Destinations { get; set; }
 
     [GlobalSetup]
     public void Setup()
     {
-        _hub = new StreamHub("c", "bench", "-", TimeProvider.System) { DeferWakes = true };
-        _queues = [.. Enumerable.Range(0, Destinations).Select(_ => _hub.Subscribe())];
-        _writers = [.. _queues.Select(_ => new ChunkTaker())];
-        for (var i = 0; i < _queues.Length; i++)
+        SetUpHub(deferWakes: true);
+        _writers = [.. Queues.Select(_ => new ChunkTaker())];
+        for (var i = 0; i < Queues.Length; i++)
         {
-            _queues[i].SetLaneWriter(_writers[i]);
-            _ = _queues[i].WaitToReadAsync(lane: true); // waits in the lane from now on: the writer takes every read
+            Queues[i].SetLaneWriter(_writers[i]);
+            _ = Queues[i].WaitToReadAsync(lane: true); // waits in the lane from now on: the writer takes every read
         }
 
-        _body = new byte[12_500]; // one frame of a 3 Mb/s 30 fps feed
-        _body[0] = 0x27;
-        _body[1] = 1;
-        PublishAndFlush(0x17);
-    }
-
-    [GlobalCleanup]
-    public void Cleanup()
-    {
-        foreach (var queue in _queues)
-        {
-            _hub.Unsubscribe(queue);
-        }
-
-        _hub.End();
-    }
-
-    private void PublishAndFlush(byte first)
-    {
-        var buffer = MediaBuffers.Pool.Rent(_body.Length);
-        _body.CopyTo(buffer, 0);
-        buffer[0] = first;
-        _hub.Publish(MediaFrame.Create(MediaKind.Video, _timestamp += 33, buffer, _body.Length));
-        _hub.FlushWakes();
+        Publish(0x17);
+        Hub.FlushWakes();
     }
 
     [Benchmark(Description = "publish one frame, flush the read to every destination in the lane, chunk once")]
     public long PublishThroughTheLane()
     {
-        PublishAndFlush(_timestamp % (60 * 33) == 0 ? (byte)0x17 : (byte)0x27);
+        Publish(NextFirstByte);
+        Hub.FlushWakes();
         return _writers[^1].Bytes;
     }
 
