@@ -242,7 +242,7 @@ public sealed class MergedWriteTests
     public async Task Destinations_waiting_in_the_lane_get_each_read_without_their_queues()
     {
         var (hub, first, firstClient, firstSending, _) = StartDeferred();
-        var (second, secondClient, secondSending) = AddDestination(hub);
+        var (second, secondClient, secondSending, _) = AddDestination(hub);
         Publish(hub, MediaKind.Video, 0, Keyframe);
         hub.FlushWakes();
         await WaitUntilAsync(() => secondClient.Batches.Count > 0 && secondClient.Batches[^1].Contains("V0"));
@@ -267,7 +267,7 @@ public sealed class MergedWriteTests
     public async Task A_destination_that_rejoins_the_lane_during_a_read_gets_each_frame_once_in_order()
     {
         var (hub, _, steady, steadySending, _) = StartDeferred();
-        var (_, rejoining, rejoiningSending) = AddDestination(hub);
+        var (_, rejoining, rejoiningSending, _) = AddDestination(hub);
         Publish(hub, MediaKind.Video, 0, Keyframe);
         hub.FlushWakes();
         await WaitUntilAsync(() => rejoining.Batches.Count > 0 && rejoining.Batches[^1].Contains("V0"));
@@ -306,26 +306,21 @@ public sealed class MergedWriteTests
     /// <summary>A hub that wakes destinations once per read (as the ingest does with merged reads), and its pusher.</summary>
     private static (StreamHub Hub, FrameQueue Queue, RecordingClient Client, Task Sending, DestinationPusher Pusher) StartDeferred()
     {
-        var time = new FakeTimeProvider();
-        var hub = new StreamHub("c1", "main", "127.0.0.1:1", time) { DeferWakes = true };
+        var hub = new StreamHub("c1", "main", "127.0.0.1:1", new FakeTimeProvider()) { DeferWakes = true };
         Publish(hub, MediaKind.Video, 0, VideoHeader);
         Publish(hub, MediaKind.Audio, 0, AudioHeader);
-        var pusher = new DestinationPusher(hub, new DestinationConfig("d1", "dest", new Uri("rtmp://127.0.0.1/app"), "key", true),
-            new RelayOptions(), null, time, NullLogger<DestinationPusher>.Instance);
-        var client = new RecordingClient();
-        var queue = hub.Subscribe();
-        var sending = pusher.SendAsync(client, queue, CancellationToken.None);
+        var (queue, client, sending, pusher) = AddDestination(hub, "d1");
         return (hub, queue, client, sending, pusher);
     }
 
-    /// <summary>Another destination of the same hub, with its own pusher and client.</summary>
-    private static (FrameQueue Queue, RecordingClient Client, Task Sending) AddDestination(StreamHub hub)
+    /// <summary>A destination of the hub, with its own pusher and client, its send loop started.</summary>
+    private static (FrameQueue Queue, RecordingClient Client, Task Sending, DestinationPusher Pusher) AddDestination(StreamHub hub, string id = "d2")
     {
-        var pusher = new DestinationPusher(hub, new DestinationConfig("d2", "other", new Uri("rtmp://127.0.0.1/app"), "key", true),
+        var pusher = new DestinationPusher(hub, new DestinationConfig(id, $"dest {id}", new Uri("rtmp://127.0.0.1/app"), "key", true),
             new RelayOptions(), null, new FakeTimeProvider(), NullLogger<DestinationPusher>.Instance);
         var client = new RecordingClient();
         var queue = hub.Subscribe();
-        return (queue, client, pusher.SendAsync(client, queue, CancellationToken.None));
+        return (queue, client, pusher.SendAsync(client, queue, CancellationToken.None), pusher);
     }
 
     private static (FakeTimeProvider Time, StreamHub Hub, RecordingClient Client, Task Sending) Start(TimeSpan window, bool withVideo)

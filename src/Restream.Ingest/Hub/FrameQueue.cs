@@ -200,10 +200,14 @@ public sealed class FrameQueue : IValueTaskSource<bool>
             }
         }
 
-        _signal.SetResult(true);
+        Wake();
     }
 
-    /// <summary>Wakes the waiting reader (its continuation runs here, on this thread).</summary>
+    /// <summary>
+    /// Wakes the waiting reader (its continuation runs here, on this thread). Only the thread that took
+    /// the reader out of waiting (an enqueue, a completion, or a lane write that claimed it) calls this,
+    /// once, so the reader never runs beside a lane write.
+    /// </summary>
     internal void Wake() => _signal.SetResult(true);
 
     private void DropBacklog()
