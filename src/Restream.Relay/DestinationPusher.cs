@@ -5,6 +5,7 @@ using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using Restream.Ingest;
 using Restream.Ingest.Hub;
+using Restream.Ingest.Rtmp;
 using Restream.Media;
 using Restream.Media.Rtmp;
 
@@ -86,7 +87,7 @@ public sealed partial class DestinationPusher
 
         var since = Interlocked.Read(ref _liveSince);
         return new DestinationStatus(_destination.Id, _destination.Name, _destination.SafeUrl, _state,
-            Interlocked.Read(ref _bytesSent), Interlocked.Read(ref _framesSent), Interlocked.Read(ref _framesDropped) + (_queue?.DroppedFrames ?? 0),
+            Interlocked.Read(ref _bytesSent) + (_direct?.Bytes ?? 0), Interlocked.Read(ref _framesSent) + (_direct?.Frames ?? 0), Interlocked.Read(ref _framesDropped) + (_queue?.DroppedFrames ?? 0),
             Interlocked.Read(ref _reconnects), _state == DestinationState.Live && since != 0 ? _time.GetElapsedTime(since) : TimeSpan.Zero,
             _lastError, link, totals);
     }
@@ -237,13 +238,12 @@ public sealed partial class DestinationPusher
         }
     }
 
-    private long _directWrites;
+    private DirectSend? _direct; // created by the first connection's send loop, kept for its counters
 
     /// <summary>
     /// Writes the publisher's thread made itself while the send loop waited (see <see cref="DirectSend"/>).
-    /// One thread at a time counts them (the one that took the waiting loop's wake-up): a plain increment.
     /// </summary>
-    internal long DirectWrites => Volatile.Read(ref _directWrites);
+    internal long DirectWrites => _direct?.Writes ?? 0;
 
     /// <summary>Most frames in one write (a backlog of audio alone could otherwise pass the kernel's iovec limit).</summary>
     private const int MaxBatch = 64;
@@ -252,7 +252,8 @@ public sealed partial class DestinationPusher
     {
         var batch = new List<MediaFrame>(8);
         var heldSince = 0L;
-        var direct = new DirectSend(this, client, cancellationToken);
+        var direct = _direct ??= new DirectSend(this);
+        direct.Attach(client, cancellationToken);
         queue.SetLaneWriter(direct);
         try
         {
@@ -289,6 +290,7 @@ public sealed partial class DestinationPusher
         finally
         {
             queue.SetLaneWriter(null);
+            direct.Detach(); // the loop runs: no write of the lane is under way (the writer wakes it when done)
             Release(batch); // what was held when the send loop stopped
         }
     }
@@ -297,55 +299,103 @@ public sealed partial class DestinationPusher
     /// Writes on the publisher's thread while the send loop waits in the lane (<see cref="FrameQueue.LaneWriter"/>):
     /// a read's frames go from the hub to the socket without a queue or the loop. What the socket cannot
     /// take at once, and any failure, go to the loop, which is woken to see to them.
+    /// <para>
+    /// It runs once per read per destination after the thread has been away ~20 ms, so what it costs
+    /// is mostly the objects it touches, each a cache miss: it keeps what a write needs on itself (the
+    /// connection, the stream id, a stop flag, its counters) rather than reaching through the client,
+    /// the cancellation source and the pusher. One per pusher, attached to each connection in turn, so
+    /// its counters only grow.
+    /// </para>
     /// </summary>
-    private sealed class DirectSend(DestinationPusher pusher, IPublishClient client, CancellationToken cancellationToken) : FrameQueue.LaneWriter
+    private sealed class DirectSend(DestinationPusher pusher) : FrameQueue.LaneWriter
     {
-        private readonly RtmpPublishClient? _rtmp = client as RtmpPublishClient;
         private readonly List<MediaFrame> _batch = new(8);
+        private IPublishClient? _client;
+        private RtmpConnection? _connection; // plain TCP RTMP: one gathering write of the shared chunked bytes
+        private uint _streamId;
+        private CancellationToken _cancellationToken;
+        private CancellationTokenRegistration _stopping;
+        private volatile bool _stopped;
         private ValueTask _pending;
         private ExceptionDispatchInfo? _failure;
+
+        // Written only by the thread that took the waiting loop's wake-up, one at a time: plain adds.
+        private long _frames;
+        private long _bytes;
+        private long _writes;
+
+        public long Frames => Volatile.Read(ref _frames);
+        public long Bytes => Volatile.Read(ref _bytes);
+        public long Writes => Volatile.Read(ref _writes);
+
+        public void Attach(IPublishClient client, CancellationToken cancellationToken)
+        {
+            _client = client;
+            if (client is RtmpPublishClient rtmp)
+            {
+                _connection = rtmp.Connection;
+                _streamId = rtmp.StreamId;
+            }
+
+            _cancellationToken = cancellationToken;
+            _stopped = false;
+            _stopping = cancellationToken.UnsafeRegister(static state => ((DirectSend)state!)._stopped = true, this);
+        }
+
+        public void Detach()
+        {
+            _stopping.Dispose();
+            _client = null;
+            _connection = null;
+        }
 
         public override bool TryWrite(ReadOnlySpan<MediaFrame> frames, out int taken)
         {
             taken = 0;
             try
             {
-                cancellationToken.ThrowIfCancellationRequested();
+                if (_stopped || _client is not { } client)
+                {
+                    throw new OperationCanceledException("the destination is stopping");
+                }
+
                 while (taken < frames.Length)
                 {
                     var part = frames.Slice(taken, Math.Min(MaxBatch, frames.Length - taken));
                     taken += part.Length;
-                    if (_rtmp is not null && _rtmp.TrySendFramesNow(part, cancellationToken, out var bytes, out var send))
+                    if (_connection is { } connection && !HasData(part)
+                        && connection.TrySendFramesNow(part, _streamId, _cancellationToken, out var bytes, out var send))
                     {
                         // Plain TCP: one gathering write of the frames' shared chunked bytes, no queue, no copy.
+                        // Counted once the connection has them (what the socket did not take waits in its pipe).
+                        _frames += part.Length;
+                        _bytes += bytes;
+                        _writes++;
                         if (!send.IsCompletedSuccessfully)
                         {
-                            _pending = pusher.CountWhenSentAsync(send, part.Length, bytes);
+                            _pending = send;
                             return false;
                         }
 
                         send.GetAwaiter().GetResult();
-                        pusher.CountSent(part.Length, bytes);
+                        continue;
                     }
-                    else
+
+                    // Anything else (SRT, TLS, a data message, the write lock held for a moment): the client's own batch send.
+                    foreach (var frame in part)
                     {
-                        // Anything else (SRT, TLS, a write lock held for a moment): the client's own batch send.
-                        foreach (var frame in part)
-                        {
-                            _batch.Add(frame.AddRef());
-                        }
-
-                        var batchSend = pusher.SendBatchAsync(client, _batch, cancellationToken);
-                        if (!batchSend.IsCompletedSuccessfully)
-                        {
-                            _pending = batchSend; // releases the batch when it ends
-                            return false;
-                        }
-
-                        batchSend.GetAwaiter().GetResult();
+                        _batch.Add(frame.AddRef());
                     }
 
-                    pusher._directWrites++; // no locked instruction per write on the publisher's thread
+                    _writes++;
+                    var batchSend = pusher.SendBatchAsync(client, _batch, _cancellationToken);
+                    if (!batchSend.IsCompletedSuccessfully)
+                    {
+                        _pending = batchSend; // releases the batch when it ends
+                        return false;
+                    }
+
+                    batchSend.GetAwaiter().GetResult();
                 }
 
                 return true;
@@ -358,6 +408,19 @@ public sealed partial class DestinationPusher
                 taken = frames.Length;
                 return false;
             }
+        }
+
+        private static bool HasData(ReadOnlySpan<MediaFrame> frames)
+        {
+            foreach (var frame in frames)
+            {
+                if (frame.Kind == MediaKind.Data)
+                {
+                    return true; // data messages go alone, through the client
+                }
+            }
+
+            return false;
         }
 
         /// <summary>On the send loop, once woken: finishes a write begun here, or throws why it failed.</summary>
@@ -373,18 +436,6 @@ public sealed partial class DestinationPusher
             _pending = default;
             await pending.ConfigureAwait(false);
         }
-    }
-
-    private void CountSent(int frames, long bytes)
-    {
-        Interlocked.Add(ref _bytesSent, bytes);
-        Interlocked.Add(ref _framesSent, frames);
-    }
-
-    private async ValueTask CountWhenSentAsync(ValueTask send, int frames, long bytes)
-    {
-        await send.ConfigureAwait(false);
-        CountSent(frames, bytes);
     }
 
     /// <summary>

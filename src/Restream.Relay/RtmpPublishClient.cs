@@ -69,6 +69,9 @@ public sealed class RtmpPublishClient : IPublishClient
 
     public RtmpConnection Connection => _connection;
 
+    /// <summary>The message stream the server gave us for publishing (set once <c>publish</c> is sent).</summary>
+    internal uint StreamId => _streamId;
+
     public static async Task<RtmpPublishClient> ConnectAsync(
         PublishTarget target, X509Certificate2Collection? extraTrust, TimeProvider time, CancellationToken cancellationToken,
         int socketSendBuffer = 0)
@@ -276,25 +279,6 @@ public sealed class RtmpPublishClient : IPublishClient
         }
 
         return _connection.SendFramesAsync(frames, _streamId, cancellationToken);
-    }
-
-    /// <summary>
-    /// Sends audio and video frames now when that takes no waiting (see <see cref="RtmpConnection.TrySendFramesNow"/>):
-    /// false, with nothing done, when it cannot or a frame is a data message (those go alone).
-    /// </summary>
-    public bool TrySendFramesNow(ReadOnlySpan<MediaFrame> frames, CancellationToken cancellationToken, out int bytes, out ValueTask send)
-    {
-        foreach (var frame in frames)
-        {
-            if (frame.Kind == MediaKind.Data)
-            {
-                bytes = 0;
-                send = default;
-                return false;
-            }
-        }
-
-        return _connection.TrySendFramesNow(frames, _streamId, cancellationToken, out bytes, out send);
     }
 
     /// <summary>Ends the publish politely (FCUnpublish, deleteStream) before closing.</summary>

@@ -29,10 +29,8 @@ public sealed class StreamHub
     private FrameQueue[] _subscribers = [];
     private List<FrameQueue> _deferred = [];
     private List<FrameQueue>? _spareDeferred = [];
-    private List<MediaFrame> _lane = [];
-    private List<MediaFrame>? _spareLane = [];
-    private List<(FrameQueue Queue, int From)> _laneMembers = [];
-    private List<(FrameQueue Queue, int From)>? _spareLaneMembers = [];
+    private LaneBatch _lane = new();
+    private LaneBatch? _spareLane = new();
     private int _laneFlush = 1;
     private MediaFrame? _metadata;
     private MediaFrame? _videoHeader;
@@ -141,7 +139,7 @@ public sealed class StreamHub
                 if (subscriber.LaneFlush != _laneFlush)
                 {
                     subscriber.LaneFlush = _laneFlush;
-                    _laneMembers.Add((subscriber, _lane.Count)); // it gets this frame and every later one of the flush
+                    _lane.Join(subscriber); // it gets this frame and every later one of the flush
                 }
 
                 laned = true;
@@ -224,46 +222,83 @@ public sealed class StreamHub
     /// <summary>Hands the lane's frames to the subscribers that joined it, each from where it joined, outside the hub's lock.</summary>
     private void WriteLane()
     {
-        List<MediaFrame> frames;
-        List<(FrameQueue Queue, int From)> members;
+        LaneBatch lane;
         lock (_gate)
         {
-            if (_laneMembers.Count == 0)
+            if (_lane.MemberCount == 0)
             {
                 return;
             }
 
-            frames = _lane;
-            members = _laneMembers;
-            _lane = _spareLane ?? [];
-            _laneMembers = _spareLaneMembers ?? [];
+            lane = _lane;
+            _lane = _spareLane ?? new LaneBatch();
             _spareLane = null;
-            _spareLaneMembers = null;
             _laneFlush++;
         }
 
         try
         {
-            var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(frames);
-            foreach (var (queue, from) in members)
+            var frames = lane.Frames.AsSpan(0, lane.FrameCount);
+            foreach (var (queue, from) in lane.Members.AsSpan(0, lane.MemberCount))
             {
-                queue.WriteLane(span[from..]);
+                queue.WriteLane(frames[from..]);
             }
         }
         finally
         {
+            lane.Clear();
+            lock (_gate)
+            {
+                _spareLane ??= lane;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One flush's lane: its frames (a reference each) and who joined where. Arrays, not lists: a
+    /// list's <c>Clear</c> goes through the untyped <see cref="Array.Clear(Array, int, int)"/>, which reads
+    /// the array's type first, a cache miss per flush on the publisher's thread.
+    /// </summary>
+    private sealed class LaneBatch
+    {
+        public MediaFrame[] Frames = new MediaFrame[16];
+        public (FrameQueue Queue, int From)[] Members = new (FrameQueue, int)[8];
+        public int FrameCount;
+        public int MemberCount;
+
+        public void Add(MediaFrame frame)
+        {
+            if (FrameCount == Frames.Length)
+            {
+                Array.Resize(ref Frames, FrameCount * 2);
+            }
+
+            Frames[FrameCount++] = frame;
+        }
+
+        public void Join(FrameQueue queue)
+        {
+            if (MemberCount == Members.Length)
+            {
+                Array.Resize(ref Members, MemberCount * 2);
+            }
+
+            Members[MemberCount++] = (queue, FrameCount);
+        }
+
+        /// <summary>Releases the frames and forgets everything.</summary>
+        public void Clear()
+        {
+            var frames = Frames.AsSpan(0, FrameCount);
             foreach (var frame in frames)
             {
                 frame.Release();
             }
 
             frames.Clear();
-            members.Clear();
-            lock (_gate)
-            {
-                _spareLane ??= frames;
-                _spareLaneMembers ??= members;
-            }
+            Members.AsSpan(0, MemberCount).Clear();
+            FrameCount = 0;
+            MemberCount = 0;
         }
     }
 

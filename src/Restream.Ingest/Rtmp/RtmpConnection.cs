@@ -20,10 +20,11 @@ public sealed class RtmpConnection : IAsyncDisposable
 
     private readonly Stream _stream;
     private readonly Socket? _socket;
+    private readonly SafeSocketHandle? _socketHandle; // taken once: Socket.SafeHandle writes to the handle each time it is read
     private readonly PipeReader _input;
     private readonly PipeWriter _output;
     private readonly ChunkStreamReader _chunks;
-    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly WriteGate _writeLock = new();
     private readonly List<ArraySegment<byte>> _gather = [];
     private readonly TimeProvider _time;
     private long _bytesReceived;
@@ -53,6 +54,7 @@ public sealed class RtmpConnection : IAsyncDisposable
             // full send buffer is an answer ("would block"), never a wait on the publisher's thread.
             socket.Blocking = false;
             _socket = socket;
+            _socketHandle = socket.SafeHandle;
         }
     }
 
@@ -306,7 +308,7 @@ public sealed class RtmpConnection : IAsyncDisposable
     /// <summary>Announces and starts using a new outgoing chunk size.</summary>
     public async ValueTask SetOutChunkSizeAsync(int chunkSize, CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _writeLock.EnterAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var before = _output.UnflushedBytes;
@@ -316,7 +318,7 @@ public sealed class RtmpConnection : IAsyncDisposable
         }
         finally
         {
-            _writeLock.Release();
+            _writeLock.Exit();
         }
     }
 
@@ -326,7 +328,7 @@ public sealed class RtmpConnection : IAsyncDisposable
     /// <summary>Writes a whole message (built by the callback) under the write lock and flushes it.</summary>
     public async ValueTask WriteAsync(Action<IBufferWriter<byte>> write, CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _writeLock.EnterAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var before = _output.UnflushedBytes;
@@ -335,7 +337,7 @@ public sealed class RtmpConnection : IAsyncDisposable
         }
         finally
         {
-            _writeLock.Release();
+            _writeLock.Exit();
         }
     }
 
@@ -346,7 +348,7 @@ public sealed class RtmpConnection : IAsyncDisposable
     public ValueTask SendFrameAsync(MediaFrame frame, uint streamId, CancellationToken cancellationToken)
     {
         var chunked = frame.GetChunked(OutChunkSize, streamId, out _);
-        if (_socket is not null && _writeLock.Wait(0))
+        if (_socket is not null && _writeLock.TryEnter())
         {
             // The fast path, like an event loop's write: nothing is queued in the pipe (every write
             // flushes under the lock), so the shared chunked bytes go to the socket with one
@@ -359,13 +361,13 @@ public sealed class RtmpConnection : IAsyncDisposable
                 if (sent == chunked.Length)
                 {
                     Interlocked.Add(ref _bytesSent, sent);
-                    _writeLock.Release();
+                    _writeLock.Exit();
                     return ValueTask.CompletedTask;
                 }
             }
             catch
             {
-                _writeLock.Release();
+                _writeLock.Exit();
                 throw;
             }
 
@@ -382,7 +384,7 @@ public sealed class RtmpConnection : IAsyncDisposable
         if (OperatingSystem.IsLinux() && MemoryMarshal.TryGetArray(chunked, out var segment))
         {
             var vector = new UnixSockets.IoVector { Base = UnixSockets.AddressOf(segment.Array!, segment.Offset), Length = (nuint)segment.Count };
-            return UnixSockets.Send(_socket!, &vector, 1);
+            return UnixSockets.Send(_socketHandle!, &vector, 1);
         }
 
         var sent = _socket!.Send(chunked.Span, SocketFlags.None, out var error);
@@ -415,7 +417,7 @@ public sealed class RtmpConnection : IAsyncDisposable
             total += segment.Count;
         }
 
-        return UnixSockets.Send(_socket!, vectors, frames.Length);
+        return UnixSockets.Send(_socketHandle!, vectors, frames.Length);
     }
 
     /// <summary>Sends what the socket could not take at once; the write lock is held and released here.</summary>
@@ -427,7 +429,7 @@ public sealed class RtmpConnection : IAsyncDisposable
         }
         catch
         {
-            _writeLock.Release();
+            _writeLock.Exit();
             throw;
         }
 
@@ -446,7 +448,7 @@ public sealed class RtmpConnection : IAsyncDisposable
             return SendFrameAsync(frames[0], streamId, cancellationToken);
         }
 
-        if (_socket is null || !_writeLock.Wait(0))
+        if (_socket is null || !_writeLock.TryEnter())
         {
             return SendFramesSlowAsync(frames, streamId, cancellationToken);
         }
@@ -464,7 +466,7 @@ public sealed class RtmpConnection : IAsyncDisposable
     {
         total = 0;
         send = default;
-        if (_socket is null || frames.Length > UnixSockets.MaxVectors || !_writeLock.Wait(0))
+        if (_socket is null || frames.Length > UnixSockets.MaxVectors || !_writeLock.TryEnter())
         {
             return false;
         }
@@ -485,7 +487,7 @@ public sealed class RtmpConnection : IAsyncDisposable
             Interlocked.Add(ref _bytesSent, sent);
             if (sent == total)
             {
-                _writeLock.Release();
+                _writeLock.Exit();
                 return ValueTask.CompletedTask;
             }
 
@@ -507,7 +509,7 @@ public sealed class RtmpConnection : IAsyncDisposable
         }
         catch
         {
-            _writeLock.Release();
+            _writeLock.Exit();
             throw;
         }
 
@@ -555,13 +557,13 @@ public sealed class RtmpConnection : IAsyncDisposable
         }
         finally
         {
-            _writeLock.Release();
+            _writeLock.Exit();
         }
     }
 
     private async ValueTask SendFramesSlowAsync(List<MediaFrame> frames, uint streamId, CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _writeLock.EnterAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var total = 0;
@@ -576,13 +578,13 @@ public sealed class RtmpConnection : IAsyncDisposable
         }
         finally
         {
-            _writeLock.Release();
+            _writeLock.Exit();
         }
     }
 
     private async ValueTask SendFrameSlowAsync(ReadOnlyMemory<byte> chunked, CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _writeLock.EnterAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             _output.Write(chunked.Span);
@@ -590,7 +592,7 @@ public sealed class RtmpConnection : IAsyncDisposable
         }
         finally
         {
-            _writeLock.Release();
+            _writeLock.Exit();
         }
     }
 
@@ -631,6 +633,5 @@ public sealed class RtmpConnection : IAsyncDisposable
 
         await _stream.DisposeAsync().ConfigureAwait(false);
         _chunks.Dispose();
-        _writeLock.Dispose();
     }
 }

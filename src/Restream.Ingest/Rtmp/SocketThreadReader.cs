@@ -28,6 +28,7 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
     private const int MinimumRead = 16 * 1024;
 
     private readonly Socket _socket;
+    private readonly SafeSocketHandle _handle; // taken once: Socket.SafeHandle writes to the handle each time it is read
     private readonly SemaphoreSlim _handoff = new(0);
     private ManualResetValueTaskSourceCore<ReadResult> _pending; // continuations run on the receiving thread
     private CancellationToken _pendingToken;
@@ -47,6 +48,7 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
     public SocketThreadReader(Socket socket, int bufferSize = 64 * 1024)
     {
         _socket = socket;
+        _handle = socket.SafeHandle;
         _buffer = new byte[Math.Max(bufferSize, 2 * MinimumRead)];
     }
 
@@ -391,18 +393,18 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
 
     /// <summary>Waits for data (honouring the low-water mark): false when the wait timed out.</summary>
     private bool WaitReadable(int milliseconds) =>
-        OperatingSystem.IsLinux() ? UnixSockets.WaitReadable(_socket, milliseconds) : _socket.Poll(milliseconds < 0 ? -1 : milliseconds * 1000, SelectMode.SelectRead);
+        OperatingSystem.IsLinux() ? UnixSockets.WaitReadable(_handle, milliseconds) : _socket.Poll(milliseconds < 0 ? -1 : milliseconds * 1000, SelectMode.SelectRead);
 
     /// <summary>A hold: data waits in the kernel; only the connection's end or failure ends it early (false when it ran its time).</summary>
     private bool SleepThroughHold(int milliseconds) =>
-        OperatingSystem.IsLinux() ? UnixSockets.Hold(_socket, milliseconds) : WaitReadable(milliseconds);
+        OperatingSystem.IsLinux() ? UnixSockets.Hold(_handle, milliseconds) : WaitReadable(milliseconds);
 
     /// <summary>One non-blocking receive: the bytes read (0 at the end), or -1 when nothing is there yet.</summary>
     private int Receive(Span<byte> buffer)
     {
         if (OperatingSystem.IsLinux())
         {
-            return UnixSockets.Receive(_socket, buffer);
+            return UnixSockets.Receive(_handle, buffer);
         }
 
         var received = _socket.Receive(buffer, SocketFlags.None, out var error);
@@ -438,7 +440,7 @@ internal sealed class SocketThreadReader : PipeReader, IValueTaskSource<ReadResu
         {
             if (OperatingSystem.IsLinux())
             {
-                UnixSockets.SetReceiveLowWater(_socket, mark);
+                UnixSockets.SetReceiveLowWater(_handle, mark);
             }
             else
             {

@@ -78,7 +78,7 @@ internal static unsafe partial class UnixSockets
     /// Sends what the socket takes now without waiting: the bytes sent (0 when it would block).
     /// Throws <see cref="IOException"/> when the connection is gone.
     /// </summary>
-    public static int Send(Socket socket, IoVector* vectors, int count)
+    public static int Send(SafeSocketHandle socket, IoVector* vectors, int count)
     {
         using var lease = new HandleLease(socket);
         var header = new MessageHeader { Vectors = vectors, VectorCount = (nuint)count };
@@ -106,7 +106,7 @@ internal static unsafe partial class UnixSockets
     /// follows finds out. The same <c>poll(2)</c> as <see cref="Socket.Poll(int, SelectMode)"/>, without
     /// the layers around it (a receive thread calls this once per wake-up).
     /// </summary>
-    public static bool WaitReadable(Socket socket, int timeoutMilliseconds) => PollOne(socket, PollIn, timeoutMilliseconds);
+    public static bool WaitReadable(SafeSocketHandle socket, int timeoutMilliseconds) => PollOne(socket, PollIn, timeoutMilliseconds);
 
     /// <summary>
     /// Sleeps through a pacer's hold: at most <paramref name="timeoutMilliseconds"/>, waking early only
@@ -115,10 +115,10 @@ internal static unsafe partial class UnixSockets
     /// waits in the kernel whatever the receive low-water mark, so a hold needs no mark of its own and
     /// costs no <c>setsockopt</c> before and after it. False when the hold ran its time.
     /// </summary>
-    public static bool Hold(Socket socket, int timeoutMilliseconds) => PollOne(socket, PollReadHangUp, timeoutMilliseconds);
+    public static bool Hold(SafeSocketHandle socket, int timeoutMilliseconds) => PollOne(socket, PollReadHangUp, timeoutMilliseconds);
 
     /// <summary>One <c>poll(2)</c> of one socket for <paramref name="events"/>: false when it timed out.</summary>
-    private static bool PollOne(Socket socket, short events, int timeoutMilliseconds)
+    private static bool PollOne(SafeSocketHandle socket, short events, int timeoutMilliseconds)
     {
         using var lease = new HandleLease(socket);
         var descriptor = new PollDescriptor { Fd = lease.Fd, Events = events };
@@ -132,7 +132,7 @@ internal static unsafe partial class UnixSockets
     /// One non-blocking <c>recv</c>: the bytes read (0 at the end of the stream), or -1 when nothing
     /// is there yet. Throws <see cref="IOException"/> when the connection is broken.
     /// </summary>
-    public static int Receive(Socket socket, Span<byte> buffer)
+    public static int Receive(SafeSocketHandle socket, Span<byte> buffer)
     {
         using var lease = new HandleLease(socket);
         fixed (byte* bytes = buffer)
@@ -160,7 +160,7 @@ internal static unsafe partial class UnixSockets
     /// many bytes are there. Straight to libc, as a paced reader changes it around many waits.
     /// Throws <see cref="SocketException"/> when the socket refuses it.
     /// </summary>
-    public static void SetReceiveLowWater(Socket socket, int bytes)
+    public static void SetReceiveLowWater(SafeSocketHandle socket, int bytes)
     {
         using var lease = new HandleLease(socket);
         WakeProfile.Call(WakeProfile.Phase.SetOption);
@@ -189,9 +189,9 @@ internal static unsafe partial class UnixSockets
         private readonly SafeHandle _handle;
         private readonly bool _added;
 
-        public HandleLease(Socket socket)
+        public HandleLease(SafeSocketHandle socket)
         {
-            _handle = socket.SafeHandle;
+            _handle = socket;
             _handle.DangerousAddRef(ref _added);
             Fd = (int)_handle.DangerousGetHandle();
         }
