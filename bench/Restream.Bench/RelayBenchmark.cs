@@ -106,11 +106,25 @@ public static class RelayBenchmark
             var runs = variants.ToDictionary(v => v.Key, _ => new List<Result>());
             for (var round = 0; round < Rounds; round++)
             {
+                if (Together)
+                {
+                    // All relays at once, each with its own publisher and sinks, measured over the same
+                    // window: what slows the machine slows them alike, and their ratio keeps still.
+                    var together = await Task.WhenAll(variants.Select(v => MeasureAsync(v.Name, fanout, seconds, frames, v.Start)));
+                    for (var i = 0; i < variants.Count; i++)
+                    {
+                        Report(together[i]);
+                        runs[variants[i].Key].Add(together[i]);
+                    }
+
+                    continue;
+                }
+
                 for (var i = 0; i < variants.Count; i++)
                 {
                     var (key, name, start) = variants[(i + round) % variants.Count];
                     var run = await MeasureAsync(name, fanout, seconds, frames, start);
-                    Console.WriteLine(FormattableString.Invariant($"   {run.CpuPerMinutePerDestination:0.000} CPU s/min/destination, hop p99 video {run.P99:0.00} ms, audio {run.AudioP99:0.00} ms"));
+                    Report(run);
                     runs[key].Add(run);
                 }
             }
@@ -139,7 +153,7 @@ public static class RelayBenchmark
                     if (medians.TryGetValue(key, out var ours) && medians.TryGetValue(peer, out var other))
                     {
                         rows.Add($"| {fanout} | **ratio {key}/{label}** | {ours.CpuPerMinutePerDestination / other.CpuPerMinutePerDestination:0.00}×{PairedRatios(runs[key], runs[peer])} | " +
-                                 $"relay + peers {(ours.CpuPerMinutePerDestination + ours.PeersCpuPerMinutePerDestination) / (other.CpuPerMinutePerDestination + other.PeersCpuPerMinutePerDestination):0.00}× | " +
+                                 (Together ? "relay + peers: not measured together | " : $"relay + peers {(ours.CpuPerMinutePerDestination + ours.PeersCpuPerMinutePerDestination) / (other.CpuPerMinutePerDestination + other.PeersCpuPerMinutePerDestination):0.00}× | ") +
                                  $"{(double)ours.RssMb / other.RssMb:0.00}× | " +
                                  $"{ours.P50 / other.P50:0.00}× | {ours.P99 / other.P99:0.00}× | {ours.AudioP50 / other.AudioP50:0.00}× | {ours.AudioP99 / other.AudioP99:0.00}× | | |");
                     }
@@ -150,7 +164,8 @@ public static class RelayBenchmark
         var table = string.Join('\n',
         [
             $"Relay benchmark, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {seconds} s per run, " +
-            $"{Rounds} round(s) (median run shown, CPU range in brackets, frames counted over all runs), input 720p30 ~3 Mb/s",
+            $"{Rounds} round(s) (median run shown, CPU range in brackets, frames counted over all runs), input 720p30 ~3 Mb/s" +
+            (Together ? "; the relays of a round ran together, sharing the cores" : ""),
             "",
             "| destinations | relay | CPU s/min/destination | peers' CPU s/min/destination | RSS MB | video hop p50 ms | video hop p99 ms | audio hop p50 ms | audio hop p99 ms | video frames received/expected | audio frames received/expected |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -168,6 +183,18 @@ public static class RelayBenchmark
     /// </summary>
     private static int WarmupSeconds =>
         int.TryParse(Environment.GetEnvironmentVariable("RESTREAM_BENCH_WARMUP"), out var s) && s >= 0 ? s : 30;
+
+    /// <summary>
+    /// RESTREAM_BENCH_TOGETHER=1: each round runs every relay at the same time, over the same window,
+    /// instead of one after another. For an A/B of two builds: this VM's speed moves by up to 1.5×
+    /// between runs minutes apart, which a paired ratio of runs taken together cancels. The relays
+    /// share the two cores (hop latencies are not comparable with a run alone), and the peers' CPU is
+    /// this whole process, so it is not reported per relay.
+    /// </summary>
+    private static bool Together => Environment.GetEnvironmentVariable("RESTREAM_BENCH_TOGETHER") == "1";
+
+    private static void Report(Result run) =>
+        Console.WriteLine(FormattableString.Invariant($"   {run.Relay}: {run.CpuPerMinutePerDestination:0.000} CPU s/min/destination, hop p99 video {run.P99:0.00} ms, audio {run.AudioP99:0.00} ms"));
 
     /// <summary>Runs of each relay at each fan-out (RESTREAM_BENCH_ROUNDS, default 1); the median is reported.</summary>
     private static int Rounds =>
@@ -203,7 +230,7 @@ public static class RelayBenchmark
         double AudioP50, double AudioP99, long Received, long Expected, long AudioReceived, long AudioExpected)
     {
         public string Row(IReadOnlyList<Result> runs) =>
-            $"| {Fanout} | {Relay} | {CpuPerMinutePerDestination:0.000}{Range(runs)} | {PeersCpuPerMinutePerDestination:0.000} | {RssMb} | {P50:0.00} | {P99:0.00} | " +
+            $"| {Fanout} | {Relay} | {CpuPerMinutePerDestination:0.000}{Range(runs)} | {(double.IsNaN(PeersCpuPerMinutePerDestination) ? "–" : PeersCpuPerMinutePerDestination.ToString("0.000", CultureInfo.InvariantCulture))} | {RssMb} | {P50:0.00} | {P99:0.00} | " +
             $"{AudioP50:0.00} | {AudioP99:0.00} | {runs.Sum(r => r.Received)}/{runs.Sum(r => r.Expected)} | " +
             $"{runs.Sum(r => r.AudioReceived)}/{runs.Sum(r => r.AudioExpected)} |"; // frames: every run counts
 
@@ -308,7 +335,7 @@ public static class RelayBenchmark
             var audioLatencies = sink.Latencies(sent, audio: true);
             audioLatencies.Sort();
             var expected = (sequence - firstVideo + 1) * fanout;
-            return new Result(name, fanout, cpu / window.TotalMinutes / fanout, (peersAfter - peersBefore) / window.TotalMinutes / fanout,
+            return new Result(name, fanout, cpu / window.TotalMinutes / fanout, Together ? double.NaN : (peersAfter - peersBefore) / window.TotalMinutes / fanout,
                 Math.Max(after.Value.Rss, before.Value.Rss) / (1024 * 1024),
                 Percentile(latencies, 0.50), Percentile(latencies, 0.99), Percentile(audioLatencies, 0.50), Percentile(audioLatencies, 0.99),
                 latencies.Count, expected, audioLatencies.Count, (audioSequence - firstAudio + 1) * fanout);
