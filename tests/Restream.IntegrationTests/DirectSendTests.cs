@@ -113,6 +113,26 @@ public sealed class DirectSendTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task Every_way_of_writing_to_a_disposed_connection_says_it_is_disposed()
+    {
+        var connection = new RtmpConnection(new NetworkStream(_sender, ownsSocket: false), "test");
+        await connection.DisposeAsync();
+        var frame = Frame(MediaKind.Audio, 10, 300, 1);
+        try
+        {
+            // What a destination's pusher counts as a lost connection (and retries), not as a bug of ours.
+            Assert.Throws<ObjectDisposedException>(() => connection.TrySendFramesNow([frame], 1, CancellationToken.None, out _, out _));
+            await Assert.ThrowsAsync<ObjectDisposedException>(async () => await connection.SendFrameAsync(frame, 1, CancellationToken.None));
+            await Assert.ThrowsAsync<ObjectDisposedException>(async () => await connection.SendFramesAsync([frame, frame], 1, CancellationToken.None));
+            await Assert.ThrowsAsync<ObjectDisposedException>(async () => await connection.SendPingAsync(CancellationToken.None));
+        }
+        finally
+        {
+            frame.Release();
+        }
+    }
+
     private static MediaFrame Frame(MediaKind kind, uint timestamp, int length, byte fill)
     {
         var body = new byte[length];

@@ -308,7 +308,7 @@ public sealed class RtmpConnection : IAsyncDisposable
     /// <summary>Announces and starts using a new outgoing chunk size.</summary>
     public async ValueTask SetOutChunkSizeAsync(int chunkSize, CancellationToken cancellationToken)
     {
-        await _writeLock.EnterAsync(cancellationToken).ConfigureAwait(false);
+        await EnterWriteAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var before = _output.UnflushedBytes;
@@ -328,7 +328,7 @@ public sealed class RtmpConnection : IAsyncDisposable
     /// <summary>Writes a whole message (built by the callback) under the write lock and flushes it.</summary>
     public async ValueTask WriteAsync(Action<IBufferWriter<byte>> write, CancellationToken cancellationToken)
     {
-        await _writeLock.EnterAsync(cancellationToken).ConfigureAwait(false);
+        await EnterWriteAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var before = _output.UnflushedBytes;
@@ -348,7 +348,7 @@ public sealed class RtmpConnection : IAsyncDisposable
     public ValueTask SendFrameAsync(MediaFrame frame, uint streamId, CancellationToken cancellationToken)
     {
         var chunked = frame.GetChunked(OutChunkSize, streamId, out _);
-        if (_socket is not null && _writeLock.TryEnter())
+        if (_socket is not null && TryEnterWrite())
         {
             // The fast path, like an event loop's write: nothing is queued in the pipe (every write
             // flushes under the lock), so the shared chunked bytes go to the socket with one
@@ -448,7 +448,7 @@ public sealed class RtmpConnection : IAsyncDisposable
             return SendFrameAsync(frames[0], streamId, cancellationToken);
         }
 
-        if (_socket is null || !_writeLock.TryEnter())
+        if (_socket is null || !TryEnterWrite())
         {
             return SendFramesSlowAsync(frames, streamId, cancellationToken);
         }
@@ -466,7 +466,7 @@ public sealed class RtmpConnection : IAsyncDisposable
     {
         total = 0;
         send = default;
-        if (_socket is null || frames.Length > UnixSockets.MaxVectors || !_writeLock.TryEnter())
+        if (_socket is null || frames.Length > UnixSockets.MaxVectors || !TryEnterWrite())
         {
             return false;
         }
@@ -563,7 +563,7 @@ public sealed class RtmpConnection : IAsyncDisposable
 
     private async ValueTask SendFramesSlowAsync(List<MediaFrame> frames, uint streamId, CancellationToken cancellationToken)
     {
-        await _writeLock.EnterAsync(cancellationToken).ConfigureAwait(false);
+        await EnterWriteAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var total = 0;
@@ -584,7 +584,7 @@ public sealed class RtmpConnection : IAsyncDisposable
 
     private async ValueTask SendFrameSlowAsync(ReadOnlyMemory<byte> chunked, CancellationToken cancellationToken)
     {
-        await _writeLock.EnterAsync(cancellationToken).ConfigureAwait(false);
+        await EnterWriteAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             _output.Write(chunked.Span);
@@ -609,6 +609,24 @@ public sealed class RtmpConnection : IAsyncDisposable
         }
 
         Interlocked.Add(ref _bytesSent, bytes);
+    }
+
+    /// <summary>Takes the write lock; a connection disposed meanwhile is said so (as a disposed lock would).</summary>
+    private async ValueTask EnterWriteAsync(CancellationToken cancellationToken)
+    {
+        await _writeLock.EnterAsync(cancellationToken).ConfigureAwait(false);
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            _writeLock.Exit();
+            throw new ObjectDisposedException(nameof(RtmpConnection));
+        }
+    }
+
+    /// <summary>Takes the write lock if it is free; throws once the connection is disposed.</summary>
+    private bool TryEnterWrite()
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return _writeLock.TryEnter();
     }
 
     public async ValueTask DisposeAsync()
