@@ -4,6 +4,7 @@ using Restream.Ingest;
 using Restream.Ingest.Hub;
 using Restream.Media;
 using Restream.Relay;
+using static Restream.IntegrationTests.Infrastructure.TinyBodies;
 
 namespace Restream.IntegrationTests;
 
@@ -14,12 +15,6 @@ namespace Restream.IntegrationTests;
 /// </summary>
 public sealed class MergedWriteTests
 {
-    private static readonly byte[] VideoHeader = [0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1F];
-    private static readonly byte[] AudioHeader = [0xAF, 0x00, 0x11, 0x90];
-    private static readonly byte[] Keyframe = [0x17, 0x01, 0, 0, 0, 1, 2, 3, 4];
-    private static readonly byte[] Interframe = [0x27, 0x01, 0, 0, 0, 5, 6, 7, 8];
-    private static readonly byte[] Audio = [0xAF, 0x01, 9, 9, 9, 9];
-
     [Fact]
     public async Task Audio_goes_out_with_the_next_video_frame_in_one_write_and_in_order()
     {
