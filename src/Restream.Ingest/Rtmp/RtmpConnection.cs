@@ -54,7 +54,7 @@ public sealed class RtmpConnection : IAsyncDisposable
             // full send buffer is an answer ("would block"), never a wait on the publisher's thread.
             socket.Blocking = false;
             _socket = socket;
-            _socketHandle = socket.SafeHandle;
+            _socketHandle = OperatingSystem.IsLinux() ? socket.SafeHandle : null; // only the Linux sends use it
         }
     }
 
