@@ -354,6 +354,7 @@ public sealed partial class DestinationPusher
             taken = 0;
             try
             {
+                AssertMediaOnly(frames);
                 if (_stopped || _client is not { } client)
                 {
                     throw new OperationCanceledException("the destination is stopping");
@@ -363,7 +364,7 @@ public sealed partial class DestinationPusher
                 {
                     var part = frames.Slice(taken, Math.Min(MaxBatch, frames.Length - taken));
                     taken += part.Length;
-                    if (_connection is { } connection && !HasData(part)
+                    if (_connection is { } connection
                         && connection.TrySendFramesNow(part, _streamId, _cancellationToken, out var bytes, out var send))
                     {
                         // Plain TCP: one gathering write of the frames' shared chunked bytes, no queue, no copy.
@@ -410,17 +411,17 @@ public sealed partial class DestinationPusher
             }
         }
 
-        private static bool HasData(ReadOnlySpan<MediaFrame> frames)
+        /// <summary>
+        /// The lane carries audio and video only: the hub queues data messages, which go alone through
+        /// the client with their own <c>@setDataFrame</c> (see <see cref="StreamHub"/>). Checked in debug builds.
+        /// </summary>
+        [System.Diagnostics.Conditional("DEBUG")]
+        private static void AssertMediaOnly(ReadOnlySpan<MediaFrame> frames)
         {
             foreach (var frame in frames)
             {
-                if (frame.Kind == MediaKind.Data)
-                {
-                    return true; // data messages go alone, through the client
-                }
+                System.Diagnostics.Debug.Assert(frame.Kind != MediaKind.Data, "a data message in the lane");
             }
-
-            return false;
         }
 
         /// <summary>On the send loop, once woken: finishes a write begun here, or throws why it failed.</summary>

@@ -131,7 +131,8 @@ public sealed class FrameQueue : IValueTaskSource<bool>
     internal abstract class LaneWriter
     {
         /// <summary>
-        /// Writes <paramref name="frames"/> now, in order (the caller keeps its references). True when
+        /// Writes <paramref name="frames"/> (audio and video only: data messages go through the queue)
+        /// now, in order (the caller keeps its references). True when
         /// all of them were written and the consumer may go on waiting. False when the consumer must be
         /// woken: <paramref name="taken"/> frames were taken (a write the socket could not finish at
         /// once goes on without the caller; a failure takes them all), the rest is queued for the consumer.
