@@ -246,7 +246,7 @@ public static class RelayBenchmark
         var ingestPort = FreePort();
         await using var sink = new SinkServer();
         await using var relay = await start(ingestPort, sink.Port);
-        await WaitForPortAsync(ingestPort);
+        await WaitForPortAsync(ingestPort, relay);
 
         var sent = new ConcurrentDictionary<long, long>();
         // The relay's peers: this process (the publisher and every destination's sink). A relay whose
@@ -523,10 +523,22 @@ public static class RelayBenchmark
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    internal static async Task WaitForPortAsync(int port)
+    /// <summary>
+    /// Waits until something listens on <paramref name="port"/>: up to a minute, since relays started
+    /// together compile their code at once on a small machine (two servers took over 10 s here), and
+    /// no longer than <paramref name="relay"/> lives: one that exits says so, with its last output.
+    /// </summary>
+    internal static async Task WaitForPortAsync(int port, RelayProcess? relay = null)
     {
-        for (var i = 0; i < 200; i++)
+        var limit = TimeSpan.FromSeconds(60);
+        var started = Stopwatch.StartNew();
+        while (started.Elapsed < limit)
         {
+            if (relay is { HasExited: true })
+            {
+                throw new InvalidOperationException($"the relay exited before it listened on {port}: {relay.Describe()}");
+            }
+
             try
             {
                 using var client = new TcpClient();
@@ -539,7 +551,7 @@ public static class RelayBenchmark
             }
         }
 
-        throw new TimeoutException($"nothing listens on {port}");
+        throw new TimeoutException($"nothing listens on {port} after {limit.TotalSeconds:0} s{(relay is null ? "" : $": {relay.Describe()}")}");
     }
 
     /// <summary>A relay under test: its process tree's CPU time and resident memory from /proc.</summary>
@@ -568,11 +580,43 @@ public static class RelayBenchmark
             }
 
             var process = Process.Start(info)!;
-            process.OutputDataReceived += (_, _) => { };
+            var relay = new RelayProcess(process);
+            process.OutputDataReceived += (_, e) => relay.Remember(e.Data);
             process.ErrorDataReceived += (_, e) => { if (e.Data is not null && dir is null) Console.Error.WriteLine(e.Data); };
             process.BeginOutputReadLine();
             process.BeginErrorReadLine();
-            return new RelayProcess(process);
+            return relay;
+        }
+
+        private readonly Queue<string> _lastOutput = new();
+
+        public bool HasExited => _process.HasExited;
+
+        /// <summary>Its state and last lines of standard output (where the server logs), for an error message.</summary>
+        public string Describe()
+        {
+            lock (_lastOutput)
+            {
+                var state = _process.HasExited ? $"exit code {_process.ExitCode}" : "still running";
+                return _lastOutput.Count == 0 ? $"{state}, no output" : $"{state}, last output:{Environment.NewLine}{string.Join(Environment.NewLine, _lastOutput)}";
+            }
+        }
+
+        private void Remember(string? line)
+        {
+            if (line is null)
+            {
+                return;
+            }
+
+            lock (_lastOutput)
+            {
+                _lastOutput.Enqueue(line);
+                if (_lastOutput.Count > 20)
+                {
+                    _lastOutput.Dequeue();
+                }
+            }
         }
 
         /// <summary>
