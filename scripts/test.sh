@@ -21,7 +21,7 @@ fi
 
 cd "$(dirname "$0")/.."
 
-packages=(ffmpeg nginx libnginx-mod-rtmp stunnel4 openssl socat postgresql libsrt1.5-openssl srt-tools
+packages=(ffmpeg nginx libnginx-mod-rtmp stunnel4 openssl socat postgresql prometheus libsrt1.5-openssl srt-tools
   redis-server xvfb x11-apps x11-utils x11-xserver-utils libx11-6 libxrandr2 pulseaudio pulseaudio-utils fonts-dejavu-core util-linux)
 missing=()
 for p in "${packages[@]}"; do
