@@ -36,6 +36,7 @@ public sealed class RestreamMetrics
     private readonly Counter _destinationDropped;
     private readonly Counter _destinationReconnects;
     private readonly Gauge _destinationUp;
+    private readonly Gauge _destinationState;
     private readonly Gauge _destinationLinkRtt;
     private readonly Counter _destinationLinkSent;
     private readonly Counter _destinationLinkLost;
@@ -78,6 +79,8 @@ public sealed class RestreamMetrics
         _destinationDropped = f.CreateCounter("restream_destination_dropped_frames_total", "Frames dropped because the destination fell behind.", destination);
         _destinationReconnects = f.CreateCounter("restream_destination_reconnects_total", "Reconnect attempts to the destination.", destination);
         _destinationUp = f.CreateGauge("restream_destination_up", "1 while the destination is live, 0 otherwise.", destination);
+        _destinationState = f.CreateGauge("restream_destination_state",
+            "The destination's state: 1 on the series of its current state (idle, connecting, live, retrying, failed), 0 on the others.", [.. destination, "state"]);
         // SRT destinations only: libsrt's own figures, added up over the destination's connections.
         _destinationLinkRtt = f.CreateGauge("restream_destination_link_rtt_ms", "Round-trip time of the destination's SRT link (while connected).", destination);
         _destinationLinkSent = f.CreateCounter("restream_destination_link_sent_packets_total", "Packets sent on the destination's SRT link, over all its connections.", destination);
@@ -92,6 +95,10 @@ public sealed class RestreamMetrics
     }
 
     public CollectorRegistry Registry { get; }
+
+    /// <summary>Each destination state and its <c>state</c> label, as the API names them.</summary>
+    private static readonly (DestinationState State, string Label)[] StateLabels =
+        [.. Enum.GetValues<DestinationState>().Select(s => (s, s.ToString().ToLowerInvariant()))];
 
     private void Update()
     {
@@ -140,6 +147,10 @@ public sealed class RestreamMetrics
                     _destinationDropped.WithLabels(hub.Name, d.Name).IncTo(d.FramesDropped);
                     _destinationReconnects.WithLabels(hub.Name, d.Name).IncTo(d.Reconnects);
                     _destinationUp.WithLabels(hub.Name, d.Name).Set(d.State == DestinationState.Live ? 1 : 0);
+                    foreach (var (state, label) in StateLabels)
+                    {
+                        _destinationState.WithLabels(hub.Name, d.Name, label).Set(d.State == state ? 1 : 0);
+                    }
                     if (d.Link is { } destinationLink)
                     {
                         _destinationLinkRtt.WithLabels(hub.Name, d.Name).Set(destinationLink.RttMs);
@@ -178,6 +189,10 @@ public sealed class RestreamMetrics
                 _destinationDropped.RemoveLabelled(channel, name);
                 _destinationReconnects.RemoveLabelled(channel, name);
                 _destinationUp.RemoveLabelled(channel, name);
+                foreach (var (_, label) in StateLabels)
+                {
+                    _destinationState.RemoveLabelled(channel, name, label);
+                }
                 _destinationLinkRtt.RemoveLabelled(channel, name);
                 _destinationLinkSent.RemoveLabelled(channel, name);
                 _destinationLinkLost.RemoveLabelled(channel, name);

@@ -45,7 +45,13 @@ public sealed partial class DashboardTests(ApiNginxFixture nginx) : IClassFixtur
         var (rulesCode, rulesOutput) = await ExternalProcess.RunAsync("promtool", ["check", "rules", Path.Combine(Folder, "alerts.yml")], TimeSpan.FromSeconds(30));
         Assert.True(rulesCode == 0, rulesOutput);
 
-        // A live channel with a destination that takes the stream and one that is down.
+        // A live channel with a destination that takes the stream, one that is down, and one that refuses
+        // its key (another Restream server's ingest: it answers a wrong key with BadName).
+        await using var refuser = await RestreamServer.StartAsync(new Dictionary<string, string?>
+        {
+            ["Restream:Channels:0:Name"] = "elsewhere",
+            ["Restream:Channels:0:StreamKey"] = "elsewhere_key_81",
+        });
         await using var server = await RestreamServer.StartAsync(new Dictionary<string, string?>
         {
             ["Restream:Channels:0:Name"] = "dashboard",
@@ -56,10 +62,15 @@ public sealed partial class DashboardTests(ApiNginxFixture nginx) : IClassFixtur
             ["Restream:Channels:0:Destinations:1:Name"] = "nowhere",
             ["Restream:Channels:0:Destinations:1:Url"] = $"rtmp://127.0.0.1:{TestPorts.GetFreeTcpPort()}/live",
             ["Restream:Channels:0:Destinations:1:Key"] = "nowhere_key_79",
+            ["Restream:Channels:0:Destinations:2:Name"] = "refusing",
+            ["Restream:Channels:0:Destinations:2:Url"] = $"rtmp://127.0.0.1:{refuser.RtmpPort}/live",
+            ["Restream:Channels:0:Destinations:2:Key"] = "not_the_key_80",
         });
         await using var publisher = Ffmpeg.Publish(server.PublishUrl("dashboard_secret_key_77"), 60, size: "640x360", bitrateKbps: 800);
         Assert.True(await TestPorts.EventuallyAsync(() => server.Relay.GetDestinations("dashboard").Any(d => d.Name == "mirror" && d.State == Relay.DestinationState.Live), TimeSpan.FromSeconds(15)),
             "the mirror destination did not go live");
+        Assert.True(await TestPorts.EventuallyAsync(() => server.Relay.GetDestinations("dashboard").Any(d => d.Name == "refusing" && d.State == Relay.DestinationState.Failed), TimeSpan.FromSeconds(15)),
+            "the refusing destination was not refused");
 
         using var http = server.Http(apiKey: null);
         var scrape = await http.GetStringAsync("/metrics");
@@ -127,14 +138,22 @@ public sealed partial class DashboardTests(ApiNginxFixture nginx) : IClassFixtur
             }
         }
 
+        // The state panel tells the three destinations apart: live 1, connecting 2 or retrying 3, refused 4.
+        var (_, stateQuery) = targets.Single(t => t.Panel == "Destination state");
+        var states = (await prometheus.QueryAsync(AsGrafanaSends(stateQuery))).EnumerateArray().ToDictionary(
+            r => r.GetProperty("metric").GetProperty("destination").GetString()!, r => r.GetProperty("value")[1].GetString());
+        Assert.Equal("1", states["mirror"]);
+        Assert.Contains(states["nowhere"], new[] { "2", "3" });
+        Assert.Equal("4", states["refusing"]);
+
         // The variables list this node and this channel.
         var channels = await prometheus.QueryAsync("group by (channel) (restream_stream_uptime_seconds{instance=~\".*\"})");
         Assert.Contains(channels.EnumerateArray(), r => r.GetProperty("metric").GetProperty("channel").GetString() == "dashboard");
         Assert.Contains(variables, v => v.Query.Contains("restream_stream_uptime_seconds", StringComparison.Ordinal) && v.Query.EndsWith(", channel)", StringComparison.Ordinal));
         Assert.Equal(1, await prometheus.ValueAsync($"count(restream_ingest_connections_open{{instance=\"127.0.0.1:{server.HttpAddress.Port}\"}})"));
 
-        // The alert rules load, evaluate without error, and the one for a destination that is down picks
-        // "nowhere" and only it (pending: it fires after 2 minutes).
+        // The alert rules load, evaluate without error, and the ones for a destination that is down or
+        // refused each pick that destination and no other (pending: they fire after a minute or two).
         var evaluated = await EventuallyAsync(async () => (await prometheus.RulesAsync()).All(r => r.GetProperty("health").GetString() == "ok"), TimeSpan.FromSeconds(20));
         var rules = await prometheus.RulesAsync();
         Assert.True(evaluated, string.Join("; ", rules.Select(r => $"{r.GetProperty("name")}: {r.GetProperty("health")} {(r.TryGetProperty("lastError", out var e) ? e.ToString() : "")}")));
@@ -142,6 +161,8 @@ public sealed partial class DashboardTests(ApiNginxFixture nginx) : IClassFixtur
         var down = rules.Single(r => r.GetProperty("name").GetString() == "RestreamDestinationDown");
         var active = down.GetProperty("alerts").EnumerateArray().Select(a => a.GetProperty("labels").GetProperty("destination").GetString()).ToList();
         Assert.Equal(["nowhere"], active);
+        var refused = rules.Single(r => r.GetProperty("name").GetString() == "RestreamDestinationRefused");
+        Assert.Equal(["refusing"], refused.GetProperty("alerts").EnumerateArray().Select(a => a.GetProperty("labels").GetProperty("destination").GetString()).ToList());
         var internalErrors = rules.Single(r => r.GetProperty("name").GetString() == "RestreamInternalError");
         Assert.Empty(internalErrors.GetProperty("alerts").EnumerateArray());
         Assert.DoesNotContain("secret_key", scrape);

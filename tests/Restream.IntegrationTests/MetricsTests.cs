@@ -97,6 +97,11 @@ public sealed class MetricsTests(ApiNginxFixture nginx) : IClassFixture<ApiNginx
         }
 
         Assert.Equal(1, b.Value("restream_destination_up", ("channel", "metered"), ("destination", "mirror")));
+        foreach (var state in new[] { "idle", "connecting", "live", "retrying", "failed" })
+        {
+            Assert.Equal(state == "live" ? 1 : 0, b.Value("restream_destination_state", ("channel", "metered"), ("destination", "mirror"), ("state", state)));
+        }
+
         Assert.InRange(b.Value("restream_stream_bitrate_kbps", ("channel", "metered")), 1000, 10000);
         Assert.DoesNotContain("secret_key", second);
         Assert.DoesNotContain("wrong_key", second);
