@@ -114,7 +114,7 @@ public sealed partial class DashboardTests(ApiNginxFixture nginx) : IClassFixtur
         }
 
         await using var prometheus = await PrometheusServer.StartAsync(configuration);
-        var scraped = await EventuallyAsync(async () =>
+        var scraped = await TestPorts.EventuallyAsync(async () =>
             await prometheus.ValueAsync("count_over_time(restream_stream_received_frames_total{channel=\"dashboard\"}[10s])") >= 6, TimeSpan.FromSeconds(40));
         Assert.True(scraped, $"Prometheus did not scrape the server: {prometheus.Log}");
 
@@ -154,7 +154,7 @@ public sealed partial class DashboardTests(ApiNginxFixture nginx) : IClassFixtur
 
         // The alert rules load, evaluate without error, and the ones for a destination that is down or
         // refused each pick that destination and no other (pending: they fire after a minute or two).
-        var evaluated = await EventuallyAsync(async () => (await prometheus.RulesAsync()).All(r => r.GetProperty("health").GetString() == "ok"), TimeSpan.FromSeconds(20));
+        var evaluated = await TestPorts.EventuallyAsync(async () => (await prometheus.RulesAsync()).All(r => r.GetProperty("health").GetString() == "ok"), TimeSpan.FromSeconds(20));
         var rules = await prometheus.RulesAsync();
         Assert.True(evaluated, string.Join("; ", rules.Select(r => $"{r.GetProperty("name")}: {r.GetProperty("health")} {(r.TryGetProperty("lastError", out var e) ? e.ToString() : "")}")));
         Assert.Equal(alerts.Count, rules.Count);
@@ -317,22 +317,6 @@ public sealed partial class DashboardTests(ApiNginxFixture nginx) : IClassFixtur
             .Concat(Matcher().Matches(expr).Select(m => m.Groups[1].Value))
             .Concat(LabelValues().Matches(expr).Select(m => m.Groups[1].Value))
             .Distinct();
-
-    private static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (DateTime.UtcNow < deadline)
-        {
-            if (await condition())
-            {
-                return true;
-            }
-
-            await Task.Delay(250);
-        }
-
-        return false;
-    }
 
     [GeneratedRegex(@"^\s*expr:\s*(.+)$", RegexOptions.Multiline)]
     private static partial Regex ExprLine();

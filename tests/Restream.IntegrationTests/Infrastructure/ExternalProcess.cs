@@ -203,4 +203,21 @@ public static class TestPorts
 
         return condition();
     }
+
+    /// <summary>Polls an asynchronous condition (a query to a server) until it holds or the timeout passes.</summary>
+    public static async Task<bool> EventuallyAsync(Func<Task<bool>> condition, TimeSpan timeout, int intervalMs = 250)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (await condition())
+            {
+                return true;
+            }
+
+            await Task.Delay(intervalMs);
+        }
+
+        return await condition();
+    }
 }
